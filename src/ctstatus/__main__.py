@@ -1,0 +1,3 @@
+from ctstatus.cli import main
+
+main()

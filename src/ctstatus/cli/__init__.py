@@ -1,0 +1,89 @@
+"""The ``ctstatus`` command: one entry point, a subcommand group per part of the system."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from ctstatus import __version__
+from ctstatus.cli import ca as ca_commands
+from ctstatus.cli import ledger as ledger_commands
+from ctstatus.cli.common import STATE
+from ctstatus.cli.init import init_command
+from ctstatus.errors import UserError
+
+HELP = """\
+ctstatus: a CA in which no precertificate can exist without an authoritative status.
+
+A signed precertificate counts as an issued certificate (RFC 6962 §3.1, BR §7.1.2.9): from the
+moment it exists, OCSP and CRLs must answer for its serial. ctstatus writes each serial to its
+ledger before the precertificate is signed and sends every failure after that through one
+abandon path, so the serial always has a status.
+
+\b
+Start here:
+  ctstatus init DIR          create an instance: config, keys, root + issuing CA, ledger
+  ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
+  ctstatus -i DIR ledger …   schema migrations and the state of the ledger
+
+Every option of the instance's ctstatus.toml is documented in docs/configuration.md.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+app.command("init")(init_command)
+app.add_typer(ca_commands.app, name="ca")
+app.add_typer(ledger_commands.app, name="ledger")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ctstatus {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _global_options(
+    instance: Annotated[
+        Path,
+        typer.Option(
+            "--instance",
+            "-i",
+            envvar="CTSTATUS_INSTANCE",
+            help="The instance directory (made by `ctstatus init`).",
+        ),
+    ] = Path("ctstatus-instance"),
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of any error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    STATE.instance_dir = instance
+    STATE.debug = debug
+
+
+def main() -> None:
+    """Run the CLI; user errors become one clear line on stderr and exit status 1."""
+    try:
+        app()
+    except UserError as error:
+        if STATE.debug:
+            raise
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("error: ", "bold red"), error.message))
+        if error.hint:
+            console.print(Text.assemble(("hint: ", "dim"), error.hint))
+        sys.exit(1)
