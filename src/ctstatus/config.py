@@ -183,7 +183,9 @@ class Config(_Section):
     def _check_keys(self) -> Config:
         for role in (self.ca.root, self.ca.issuing):
             if role.key_is_pkcs11 and self.keys.pkcs11 is None:
-                raise ValueError(f"ca {role.name!r} uses a pkcs11: key but [keys.pkcs11] is missing")
+                raise ValueError(
+                    f"ca {role.name!r} uses a pkcs11: key but [keys.pkcs11] is missing"
+                )
             if not role.key_is_pkcs11 and self.keys.passphrase is None:
                 raise ValueError(
                     f"ca {role.name!r} uses a key file but [keys] passphrase is not set"
@@ -216,7 +218,8 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
         raise ConfigError(_describe(exc, source), "see docs/configuration.md") from None
 
 
-_SECRET_KEYS = {"passphrase", "password", "pin"}
+# Values under these keys are never echoed in errors: they are, or may contain, secrets.
+_SECRET_KEYS = {"passphrase", "password", "pin", "url"}
 
 
 def _describe(exc: ValidationError, source: str) -> str:

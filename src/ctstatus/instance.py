@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from sqlalchemy.engine import Engine
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.config import CONFIG_FILE, CaKeyConfig, Config, load_config
 from ctstatus.errors import ConfigError
 from ctstatus.keys import Signer, is_pkcs11_uri, key_path
 from ctstatus.keys.files import load_key_file
-from ctstatus.ledger import Ledger, create_ledger_engine, ensure_current
+from ctstatus.ledger import Ledger, create_ledger_engine
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,23 @@ class Instance:
     def ledger_url(self) -> str:
         return resolve_ledger_url(self.config.ledger.url, self.directory)
 
+    def ledger_engine(self) -> Engine:
+        """A connection pool to the ledger; connecting fails here, clearly, if it cannot."""
+        return open_ledger_engine(self.config, self.directory)
+
     def open_ledger(self, clock: Clock = system_clock) -> Ledger:
         """Connect to the ledger and check its schema is the one this code expects."""
-        password = self.config.ledger.password
-        engine = create_ledger_engine(
-            self.ledger_url(),
-            None if password is None else password.resolve(self.directory, "ledger password").reveal(),
-        )
-        ensure_current(engine)
-        return Ledger(engine, clock)
+        return Ledger(self.ledger_engine(), clock)
 
     def signer(self, ca: CaKeyConfig) -> Signer:
         """Open the signing key of ``ca`` (decrypt the file, or log in to the token)."""
         if is_pkcs11_uri(ca.key):
-            from ctstatus.keys.pkcs11 import open_pkcs11_signer
+            from ctstatus.keys.pkcs11 import Pkcs11Signer
 
             pkcs11 = self.config.keys.pkcs11
             assert pkcs11 is not None  # the config validator guarantees it
             pin = pkcs11.pin.resolve(self.directory, "PKCS#11 PIN")
-            return open_pkcs11_signer(pkcs11.module, ca.key, pin)
+            return Pkcs11Signer(pkcs11.module, ca.key, pin)
         passphrase = self.config.keys.passphrase
         assert passphrase is not None  # the config validator guarantees it
         return load_key_file(
@@ -72,6 +71,15 @@ class Instance:
 
     def certificate(self, ca: CaKeyConfig) -> x509.Certificate:
         return read_certificate(self.path(ca.certificate))
+
+
+def open_ledger_engine(config: Config, base_dir: Path) -> Engine:
+    """The ledger engine of ``config``, SQLite paths and secrets resolved from ``base_dir``."""
+    password = config.ledger.password
+    return create_ledger_engine(
+        resolve_ledger_url(config.ledger.url, base_dir),
+        None if password is None else password.resolve(base_dir, "ledger password").reveal(),
+    )
 
 
 def resolve_ledger_url(url: str, base_dir: Path) -> str:

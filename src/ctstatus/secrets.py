@@ -53,7 +53,7 @@ class SecretSource(BaseModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretSource:
         if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env = \"VARIABLE\" or file = \"PATH\"")
+            raise ValueError('give exactly one of env = "VARIABLE" or file = "PATH"')
         return self
 
     def describe(self) -> str:

@@ -24,11 +24,11 @@ from ctstatus.ca.lint import Finding, lint_certificate
 from ctstatus.clock import Clock, system_clock
 from ctstatus.config import CONFIG_FILE, CaKeyConfig, Config, load_config, render_config
 from ctstatus.errors import UserError
-from ctstatus.instance import Instance, resolve_ledger_url
+from ctstatus.instance import Instance, open_ledger_engine
 from ctstatus.keys import Signer, is_pkcs11_uri, key_path
 from ctstatus.keys.assemble import sign_certificate
 from ctstatus.keys.files import generate_key_file, write_private_file
-from ctstatus.ledger import Ledger, create_ledger_engine, migrate
+from ctstatus.ledger import Ledger, migrate
 from ctstatus.secrets import Secret
 
 Progress = Callable[[str], None]
@@ -60,11 +60,14 @@ def init_instance(
         staging.mkdir(mode=0o700)
     except OSError as exc:
         raise UserError(f"cannot create {directory}: {exc.strerror or exc}") from None
-    rollbacks: list[Callable[[], None]] = []
+    rollbacks: list[Callable[[], object]] = []
+    signers: dict[str, Signer] = {}
     try:
-        signers = _create_keys(staging, config, rollbacks, progress)
+        _create_keys(staging, config, signers, rollbacks, progress)
         progress("signing the root and issuing CA certificates")
         hierarchy = _create_hierarchy(config, signers, clock)
+        for signer in signers.values():
+            signer.close()
         _check_lint(hierarchy)
         _write_certificates(staging, config, hierarchy)
         (staging / CONFIG_FILE).write_text(render_config(config), encoding="utf-8")
@@ -77,6 +80,8 @@ def init_instance(
         os.rename(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for signer in signers.values():
+            signer.close()
         for rollback in reversed(rollbacks):
             rollback()
         raise
@@ -84,9 +89,13 @@ def init_instance(
 
 
 def _create_keys(
-    staging: Path, config: Config, rollbacks: list[Callable[[], None]], progress: Progress
-) -> dict[str, Signer]:
-    signers: dict[str, Signer] = {}
+    staging: Path,
+    config: Config,
+    signers: dict[str, Signer],
+    rollbacks: list[Callable[[], object]],
+    progress: Progress,
+) -> None:
+    """Generate each CA's key into ``signers``; token keys register their own rollback."""
     passphrase = _passphrase(staging, config)
     for ca in (config.ca.root, config.ca.issuing):
         progress(f"generating the {ca.key_algorithm.value} key of {ca.name}")
@@ -97,7 +106,6 @@ def _create_keys(
             path = key_path(ca.key, staging)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             signers[ca.name] = generate_key_file(path, ca.key_algorithm, passphrase)
-    return signers
 
 
 def _passphrase(staging: Path, config: Config) -> Secret | None:
@@ -114,15 +122,18 @@ def _passphrase(staging: Path, config: Config) -> Secret | None:
 
 
 def _generate_token_key(
-    staging: Path, config: Config, ca: CaKeyConfig, rollbacks: list[Callable[[], None]]
+    staging: Path, config: Config, ca: CaKeyConfig, rollbacks: list[Callable[[], object]]
 ) -> Signer:
-    from ctstatus.keys.pkcs11 import destroy_pkcs11_key, generate_pkcs11_key
+    from ctstatus.keys.pkcs11 import destroy_pkcs11_key, generate_pkcs11_key, parse_pkcs11_uri
 
     pkcs11 = config.keys.pkcs11
     assert pkcs11 is not None
     pin = pkcs11.pin.resolve(staging, "PKCS#11 PIN")
-    signer = generate_pkcs11_key(pkcs11.module, ca.key, ca.key_algorithm, pin)
-    rollbacks.append(lambda: destroy_pkcs11_key(pkcs11.module, ca.key, pin))
+    ref = parse_pkcs11_uri(ca.key)
+    if ref.label is None:
+        raise UserError(f"{ca.key} names no object", "a key to generate needs object=LABEL")
+    signer = generate_pkcs11_key(pkcs11.module, ref.token, ref.label, ca.key_algorithm, pin)
+    rollbacks.append(lambda: destroy_pkcs11_key(pkcs11.module, signer.key_ref, pin))
     return signer
 
 
@@ -171,18 +182,17 @@ def _check_lint(hierarchy: Hierarchy) -> None:
 
 
 def _write_certificates(staging: Path, config: Config, hierarchy: Hierarchy) -> None:
-    for ca, certificate in ((config.ca.root, hierarchy.root), (config.ca.issuing, hierarchy.issuing)):
+    for ca, certificate in (
+        (config.ca.root, hierarchy.root),
+        (config.ca.issuing, hierarchy.issuing),
+    ):
         path = ca.certificate if ca.certificate.is_absolute() else staging / ca.certificate
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(certificate.public_bytes(Encoding.PEM))
 
 
 def _create_ledger(staging: Path, config: Config, hierarchy: Hierarchy, clock: Clock) -> None:
-    password = config.ledger.password
-    engine = create_ledger_engine(
-        resolve_ledger_url(config.ledger.url, staging),
-        None if password is None else password.resolve(staging, "ledger password").reveal(),
-    )
+    engine = open_ledger_engine(config, staging)
     try:
         migrate(engine)
         ledger = Ledger(engine, clock)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 
 from ctstatus.instance import Instance
@@ -37,13 +38,14 @@ def describe_hierarchy(instance: Instance, *, with_ledger: bool = True) -> list[
     root_ca, issuing_ca = instance.cas
     root = instance.certificate(root_ca)
     issuing = instance.certificate(issuing_ca)
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}  # CA name -> state -> serials
     if with_ledger:
         ledger = instance.open_ledger()
         try:
             for ca in (root_ca, issuing_ca):
                 issuer = ledger.issuer_by_name(ca.name)
-                counts[ca.name] = {} if issuer is None else ledger.count_by_state(issuer.id)
+                by_state = {} if issuer is None else ledger.count_by_state(issuer.id)
+                counts[ca.name] = {state.value: count for state, count in by_state.items()}
         finally:
             ledger.close()
     result = []
@@ -74,6 +76,6 @@ def describe_hierarchy(instance: Instance, *, with_ledger: bool = True) -> list[
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True

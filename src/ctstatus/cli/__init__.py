@@ -13,6 +13,7 @@ from rich.text import Text
 from ctstatus import __version__
 from ctstatus.cli import ca as ca_commands
 from ctstatus.cli import ledger as ledger_commands
+from ctstatus.cli.check import check_command
 from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
 from ctstatus.errors import UserError
@@ -29,6 +30,7 @@ abandon path, so the serial always has a status.
 Start here:
   ctstatus init DIR          create an instance: config, keys, root + issuing CA, ledger
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
+  ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
   ctstatus -i DIR ledger …   schema migrations and the state of the ledger
 
 Every option of the instance's ctstatus.toml is documented in docs/configuration.md.
@@ -42,6 +44,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("init")(init_command)
+app.command("check")(check_command)
 app.add_typer(ca_commands.app, name="ca")
 app.add_typer(ledger_commands.app, name="ledger")
 

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from ctstatus.cli.common import open_instance
-from ctstatus.cli.show import print_hierarchy
 
 app = typer.Typer(help="The CA hierarchy: root and issuing CA.", no_args_is_help=True)
 
@@ -17,4 +16,6 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show the root and issuing CA: subject, key, validity, fingerprints, ledger serials."""
+    from ctstatus.cli.show import print_hierarchy
+
     print_hierarchy(open_instance(), as_json=as_json)

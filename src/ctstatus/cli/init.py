@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from ctstatus.cli.common import console
-from ctstatus.cli.show import print_hierarchy
-from ctstatus.config import new_instance_config
-from ctstatus.keys import KeyAlgorithm
+from ctstatus.keys.signer import KeyAlgorithm
 
 
 def init_command(
@@ -70,6 +68,8 @@ def init_command(
     BR §7.1.2 profiles and are checked with pkilint before init succeeds.
     """
     from ctstatus.ca.bootstrap import init_instance
+    from ctstatus.cli.show import print_hierarchy
+    from ctstatus.config import new_instance_config
 
     config = new_instance_config(
         organization=organization,
@@ -89,5 +89,6 @@ def init_command(
     console.print(f"[green]created[/] the instance at {instance.directory}")
     print_hierarchy(instance)
     console.print(
-        f"\nNext: [bold]ctstatus -i {directory} ca show[/]   (or export CTSTATUS_INSTANCE={directory})"
+        f"\nNext: [bold]ctstatus -i {directory} check[/] opens every key and the ledger;"
+        f" export CTSTATUS_INSTANCE={directory} to drop the -i."
     )

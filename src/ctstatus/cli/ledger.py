@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from ctstatus.cli.common import console, open_instance
-from ctstatus.ledger import create_ledger_engine, current_revision, head_revision, migrate
 
 app = typer.Typer(help="The status ledger: migrations and contents.", no_args_is_help=True)
 
@@ -17,12 +16,9 @@ app = typer.Typer(help="The status ledger: migrations and contents.", no_args_is
 @app.command("migrate")
 def migrate_command() -> None:
     """Bring the ledger schema to the version this ctstatus expects (safe to repeat)."""
-    instance = open_instance()
-    password = instance.config.ledger.password
-    engine = create_ledger_engine(
-        instance.ledger_url(),
-        None if password is None else password.resolve(instance.directory, "ledger password").reveal(),
-    )
+    from ctstatus.ledger import current_revision, migrate
+
+    engine = open_instance().ledger_engine()
     try:
         before = current_revision(engine)
         migrate(engine)
@@ -40,10 +36,15 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Schema revision, issuers, and how many serials are in each state."""
+    from ctstatus.ledger import current_revision, head_revision
+
     instance = open_instance()
     ledger = instance.open_ledger()
     try:
-        rows = [(issuer, ledger.count_by_state(issuer.id)) for issuer in ledger.issuers()]
+        rows = [
+            (issuer, {state.value: n for state, n in ledger.count_by_state(issuer.id).items()})
+            for issuer in ledger.issuers()
+        ]
         revision = current_revision(ledger.engine)
     finally:
         ledger.close()

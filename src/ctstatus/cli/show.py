@@ -16,7 +16,8 @@ def print_hierarchy(instance: Instance, *, as_json: bool = False) -> None:
     if as_json:
         payload = {
             "instance": str(instance.directory),
-            "ledger": instance.ledger_url() if instance.config.ledger.password is None
+            "ledger": instance.ledger_url()
+            if instance.config.ledger.password is None
             else "(password-protected)",
             "cas": [ca.as_json() for ca in cas],
         }

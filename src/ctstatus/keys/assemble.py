@@ -29,7 +29,7 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.C
         signature = signer.sign(draft.tbs_certificate_bytes)
         parsed = asn1_x509.Certificate.load(draft.public_bytes(Encoding.DER))
         parsed["signature_value"] = asn1_core.OctetBitString(signature)
-        certificate = x509.load_der_x509_certificate(parsed.dump(force=True))
+        certificate = x509.load_der_x509_certificate(parsed.dump())
     _check(signer, certificate.signature, certificate.tbs_certificate_bytes, "certificate")
     return certificate
 
@@ -46,7 +46,7 @@ def sign_crl(
         signature = signer.sign(draft.tbs_certlist_bytes)
         parsed = asn1_crl.CertificateList.load(draft.public_bytes(Encoding.DER))
         parsed["signature"] = asn1_core.OctetBitString(signature)
-        crl = x509.load_der_x509_crl(parsed.dump(force=True))
+        crl = x509.load_der_x509_crl(parsed.dump())
     _check(signer, crl.signature, crl.tbs_certlist_bytes, "CRL")
     return crl
 

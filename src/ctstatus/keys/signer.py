@@ -99,6 +99,10 @@ class Signer(Protocol):
         """The in-process key when there is one (fast path for builders), else ``None``."""
         ...
 
+    def close(self) -> None:
+        """Release what the key holds (a token session); the signer is unusable afterwards."""
+        ...
+
 
 class InProcessSigner:
     """A signer over a private key held in this process (loaded from a file, or ephemeral)."""
@@ -126,6 +130,9 @@ class InProcessSigner:
 
     def private_key(self) -> CertificateIssuerPrivateKeyTypes:
         return self._key
+
+    def close(self) -> None:
+        """Nothing to release for an in-process key."""
 
 
 def verify_signature(public_key: PublicKey, signature: bytes, data: bytes) -> bool:
