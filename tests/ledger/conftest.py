@@ -5,10 +5,8 @@
 ``WITH (FORCE)`` afterwards. Tests share the module's database and keep out of each other's way with
 their own issuer (``issuer`` fixture) and random serials -- rows cannot be deleted, by design.
 
-If PostgreSQL is unreachable its cases are skipped, unless ``CTSTATUS_REQUIRE_POSTGRES=1`` (CI),
-in which case they fail. The server is ``CTSTATUS_TEST_POSTGRES`` (default: user postgres on
-127.0.0.1:5432, trust auth), as in ``tests/conftest.py``. The database fixtures are not
-ledger-specific and can move up to ``tests/conftest.py`` when other packages need them.
+The databases come from ``database_factory`` in ``tests/conftest.py`` (which also says how
+PostgreSQL is found, and when its absence is a failure rather than a skip).
 
 Helpers are reached through fixtures (``issuer``, ``make_ca``) rather than imports, because the
 suite runs with ``--import-mode=importlib``, where test directories are not on ``sys.path``.
@@ -16,7 +14,6 @@ suite runs with ``--import-mode=importlib``, where test directories are not on `
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,9 +40,6 @@ from ctstatus.ledger import (
 )
 from ctstatus.ledger.states import path_to
 
-PG_ADMIN_URL = os.environ.get(
-    "CTSTATUS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
@@ -58,57 +52,18 @@ NOT_AFTER = T0 + timedelta(days=90)
 # ---------------------------------------------------------------------------------- databases
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[sa.Engine]:
-    """An AUTOCOMMIT engine on the server's maintenance database; skip or fail if unreachable."""
-    engine = sa.create_engine(
-        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        reason = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc.orig).splitlines()[0]}"
-        if os.environ.get("CTSTATUS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason} (and CTSTATUS_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)  # only when the server is absent and not required
-    yield engine
-    engine.dispose()
-
-
-def _database(
-    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Yield the URL of a new empty database of ``backend``; drop it afterwards."""
-    name = f"ctstatus_test_{secrets.token_hex(6)}"
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / name}.db"
-        return
-    admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
-def ledger_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def ledger_url(request: pytest.FixtureRequest, database_factory: Any) -> Iterator[str]:
     """URL of an empty database shared by the tests of one module, per backend."""
-    yield from _database(request.param, request, tmp_path_factory)
+    with database_factory(request.param) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
-def fresh_ledger_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def fresh_ledger_url(request: pytest.FixtureRequest, database_factory: Any) -> Iterator[str]:
     """URL of a brand-new empty database for this test alone (migration tests)."""
-    yield from _database(request.param, request, tmp_path_factory)
+    with database_factory(request.param) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
