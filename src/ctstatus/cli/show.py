@@ -1,10 +1,11 @@
-"""Rendering of the CA hierarchy (rich table or JSON)."""
+"""Rendering of the CA hierarchy (a panel per CA, or JSON)."""
 
 from __future__ import annotations
 
 import json
 
 from rich.table import Table
+from rich.text import Text
 
 from ctstatus.ca.hierarchy import describe_hierarchy
 from ctstatus.cli.common import console
@@ -16,32 +17,35 @@ def print_hierarchy(instance: Instance, *, as_json: bool = False) -> None:
     if as_json:
         payload = {
             "instance": str(instance.directory),
-            "ledger": instance.ledger_url()
-            if instance.config.ledger.password is None
-            else "(password-protected)",
             "cas": [ca.as_json() for ca in cas],
         }
         print(json.dumps(payload, indent=2))
         return
-    table = Table(title=f"CA hierarchy of {instance.directory}", title_justify="left")
-    table.add_column("role", style="bold")
-    table.add_column("name")
-    table.add_column("subject")
-    table.add_column("key")
-    table.add_column("valid (UTC)")
-    table.add_column("serial / SHA-256")
-    table.add_column("signature")
-    table.add_column("ledger serials")
+    console.print(Text.assemble(("CA hierarchy of ", "bold"), str(instance.directory)))
     for ca in cas:
-        states = ca.serials_by_state or {}
-        table.add_row(
-            ca.role,
-            ca.name,
-            ca.subject.replace(",", ",\n"),
-            f"{ca.key_algorithm}\n[dim]{ca.key}[/]",
-            f"{ca.not_before[:10]} →\n{ca.not_after[:10]}",
-            f"{ca.serial}\n[dim]{ca.sha256[:32]}…[/]",
-            "[green]ok[/]" if ca.signature_ok else "[red]BAD[/]",
-            ", ".join(f"{state} {n}" for state, n in sorted(states.items()) if n) or "none yet",
+        table = Table(
+            title=Text.assemble((f"{ca.role} CA ", "bold"), ca.name),
+            title_justify="left",
+            show_header=False,
+            box=None,
+            padding=(0, 2),
         )
-    console.print(table)
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(overflow="fold")
+        states = ca.serials_by_state or {}
+        in_ledger = ", ".join(f"{state} {n}" for state, n in sorted(states.items()) if n)
+        table.add_row("subject", Text(ca.subject))
+        if ca.issuer != ca.subject:
+            table.add_row("issuer", Text(ca.issuer))
+        table.add_row("key", Text(f"{ca.key_algorithm}, {ca.key}"))
+        table.add_row("valid", f"{ca.not_before} → {ca.not_after}")
+        table.add_row("serial", ca.serial)
+        table.add_row("SHA-256", ca.sha256)
+        table.add_row("certificate", Text(ca.certificate))
+        table.add_row(
+            "signature",
+            Text("verified", "green") if ca.signature_ok else Text("DOES NOT VERIFY", "bold red"),
+        )
+        table.add_row("ledger", in_ledger or "no serials yet")
+        console.print()
+        console.print(table)
