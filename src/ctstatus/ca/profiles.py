@@ -95,27 +95,10 @@ def subordinate_ca(
     pathLen 0 (it issues only end-entity certificates); EKU serverAuth only; the DV policy;
     digitalSignature in KU because it signs OCSP responses itself.
     """
-    start, end = validity(not_before, days)
     return (
-        x509.CertificateBuilder()
-        .serial_number(serial)
-        .issuer_name(issuer.subject)
-        .subject_name(subject)
-        .public_key(public_key)
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _issued(issuer, subject, public_key, serial, not_before, days)
         .add_extension(_authority_key_id(issuer), critical=False)
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(ca_issuers_url),
-                    )
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(_aia(None, ca_issuers_url), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)]),
@@ -148,30 +131,10 @@ def tls_server(
     """
     if not names:
         raise ValueError("a TLS server certificate needs at least one DNS name or IP address")
-    start, end = validity(not_before, days)
     return (
-        x509.CertificateBuilder()
-        .serial_number(serial)
-        .issuer_name(issuer.subject)
-        .subject_name(x509.Name([]))
-        .public_key(public_key)
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _issued(issuer, x509.Name([]), public_key, serial, not_before, days)
         .add_extension(_authority_key_id(issuer), critical=False)
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(ca_issuers_url),
-                    ),
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(_aia(ocsp_url, ca_issuers_url), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)]),
@@ -193,6 +156,36 @@ def parse_names(values: Sequence[str]) -> list[SubjectAltName]:
         except ValueError:
             result.append(x509.DNSName(value.lower().rstrip(".")))
     return result
+
+
+def _issued(
+    issuer: x509.Certificate,
+    subject: x509.Name,
+    public_key: PublicKey,
+    serial: int,
+    not_before: datetime,
+    days: int,
+) -> x509.CertificateBuilder:
+    """The fields every certificate issued by ``issuer`` starts with (extensions come next)."""
+    start, end = validity(not_before, days)
+    return (
+        x509.CertificateBuilder()
+        .serial_number(serial)
+        .issuer_name(issuer.subject)
+        .subject_name(subject)
+        .public_key(public_key)
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+
+
+def _aia(ocsp_url: str | None, ca_issuers_url: str) -> x509.AuthorityInformationAccess:
+    """AIA: the OCSP responder (subscriber certificates) and where the issuer is published."""
+    locations = [] if ocsp_url is None else [(AuthorityInformationAccessOID.OCSP, ocsp_url)]
+    locations.append((AuthorityInformationAccessOID.CA_ISSUERS, ca_issuers_url))
+    return x509.AuthorityInformationAccess(
+        [x509.AccessDescription(oid, x509.UniformResourceIdentifier(url)) for oid, url in locations]
+    )
 
 
 def _key_usage(*, key_cert_sign: bool, digital_signature: bool) -> x509.KeyUsage:
