@@ -1,0 +1,298 @@
+"""The issuance sequence: every path ends with the serial answerable, and peers accept success.
+
+CT here is an in-process submitter that signs real SCTs with real log keys (the HTTP client and
+log server are tested on their own); it can fail the way the Microsec incident did: one log
+accepts the precertificate, the quorum is not met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ctstatus.ca import bootstrap, profiles
+from ctstatus.ca.issuance import (
+    AbandonPolicy,
+    IssuanceError,
+    IssuanceRequest,
+    IssuanceSettings,
+    IssuingCa,
+    LintFailed,
+    LoggedSct,
+)
+from ctstatus.clock import FrozenClock
+from ctstatus.config import new_instance_config
+from ctstatus.ct.sct import issuer_key_hash, sign_sct, tbs_for_ct, verify_sct
+from ctstatus.ct.structures import LogEntryType
+from ctstatus.instance import Instance
+from ctstatus.keys import InProcessSigner, KeyAlgorithm
+from ctstatus.ledger import Ledger, RequestHasSerial, SerialState
+
+PKILINT = Path(sys.executable).parent / "lint_cabf_serverauth_cert"
+
+
+@dataclass
+class FakeLogs:
+    """Two logs of two operators that sign real SCTs; ``fail_after`` makes quorum fail."""
+
+    clock: FrozenClock
+    fail_after: int | None = None
+    keys: list[InProcessSigner] = field(
+        default_factory=lambda: [InProcessSigner(KeyAlgorithm.ECDSA_P256.generate()) for _ in "ab"]
+    )
+    received: list[bytes] = field(default_factory=list)
+
+    async def submit_precertificate(
+        self, chain: Sequence[bytes], not_before: datetime, not_after: datetime
+    ) -> Sequence[LoggedSct]:
+        self.received.append(chain[0])
+        scts = []
+        for index, key in enumerate(self.keys):
+            if self.fail_after is not None and index >= self.fail_after:
+                raise RuntimeError(
+                    f"CT policy not met: {index} of 2 SCTs (log {'ab'[index]}: timeout after 10 s)"
+                )
+            sct = sign_sct(
+                key,
+                LogEntryType.PRECERT_ENTRY,
+                int(self.clock().timestamp() * 1000),
+                (issuer_key_hash(chain[1]), tbs_for_ct(chain[0])),
+            )
+            scts.append(LoggedSct(sct, f"log {'ab'[index]}", f"operator {'ab'[index]}"))
+        return scts
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Instance:
+    """A CA made the day before the `clock` fixture's time, at which certificates are issued."""
+    made = FrozenClock(datetime(2026, 10, 31, 12, 0, tzinfo=UTC))
+    return bootstrap.init_instance(
+        tmp_path_factory.mktemp("issuance") / "ca", new_instance_config(), clock=made
+    )
+
+
+@pytest.fixture
+def ledger(instance: Instance, clock: FrozenClock) -> Iterator[Ledger]:
+    ledger = instance.open_ledger(clock)
+    yield ledger
+    ledger.close()
+
+
+def _ca(
+    instance: Instance, ledger: Ledger, logs: FakeLogs, policy: AbandonPolicy = AbandonPolicy.REVOKE
+) -> IssuingCa:
+    config = instance.config
+    issuing = config.ca.issuing
+    issuer = ledger.issuer_by_name(issuing.name)
+    assert issuer is not None
+    settings = IssuanceSettings(
+        issuer_name=issuing.name,
+        issuer_certificate=instance.certificate(issuing),
+        ocsp_url=config.urls.ocsp_url(issuing.name),
+        ca_issuers_url=config.urls.ca_issuers_url(issuing.name),
+        crl_url=lambda shard: config.urls.crl_url(issuing.name, shard),
+        crl_shards=config.profiles.tls_server.crl_shards,
+        abandon_policy=policy,
+    )
+    return IssuingCa(ledger, issuer.id, instance.signer(issuing), settings, logs, logs.clock)
+
+
+def _request(names: Sequence[str] = ("www.example.com",), request_id: str | None = None) -> Any:
+    return IssuanceRequest(
+        public_key=KeyAlgorithm.ECDSA_P256.generate().public_key(),
+        names=profiles.parse_names(list(names)),
+        lifetime_days=90,
+        request_id=request_id,
+    )
+
+
+def _states(ledger: Ledger, issuer_id: int, serial: int) -> list[str | None]:
+    return [
+        event.to_state.value if event.to_state else None
+        for event in ledger.events(issuer_id=issuer_id, serial=serial)
+    ]
+
+
+def test_success_is_accepted_by_openssl_pkilint_and_sct_verification(
+    instance: Instance, ledger: Ledger, clock: FrozenClock, tmp_path: Path
+) -> None:
+    logs = FakeLogs(clock)
+    result = asyncio.run(
+        _ca(instance, ledger, logs).issue(_request(["www.example.com", "example.com"]))
+    )
+    issuer_cert = instance.certificate(instance.config.ca.issuing)
+    record = ledger.get(ledger.issuer_by_name("issuing-ca").id, result.serial)  # type: ignore[union-attr]
+    assert record is not None
+    assert record.state is SerialState.ISSUED
+    assert record.precert_der == result.precertificate.public_bytes(Encoding.DER)
+    assert logs.received == [record.precert_der]
+    # The final certificate corresponds to the precertificate byte for byte.
+    assert tbs_for_ct(result.certificate) == tbs_for_ct(result.precertificate)
+    now_ms = int(clock().timestamp() * 1000)
+    for logged, key in zip(result.scts, logs.keys, strict=True):
+        verify_sct(
+            logged.sct,
+            key.public_key(),
+            certificate=result.certificate,
+            issuer=issuer_cert,
+            now_ms=now_ms,
+        )
+    # Peers: openssl verifies the chain, pkilint finds no error in either document.
+    (tmp_path / "chain.pem").write_bytes(issuer_cert.public_bytes(Encoding.PEM))
+    for name, document in (("cert", result.certificate), ("precert", result.precertificate)):
+        path = tmp_path / f"{name}.pem"
+        path.write_bytes(document.public_bytes(Encoding.PEM))
+        lint = subprocess.run(
+            [PKILINT, "lint", "-d", "-s", "WARNING", path],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout
+    root = instance.directory / "certs/root-ca.pem"
+    verify = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-attime",
+            str(int(clock().timestamp()) + 60),
+            "-CAfile",
+            root,
+            "-untrusted",
+            tmp_path / "chain.pem",
+            "-purpose",
+            "sslserver",
+            tmp_path / "cert.pem",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_quorum_failure_after_one_log_accepted_leaves_the_serial_revoked(
+    instance: Instance, ledger: Ledger, clock: FrozenClock
+) -> None:
+    """The Microsec incident: one log got the precertificate, quorum failed."""
+    logs = FakeLogs(clock, fail_after=1)
+    with pytest.raises(IssuanceError) as error:
+        asyncio.run(_ca(instance, ledger, logs).issue(_request()))
+    assert "CT policy not met: 1 of 2 SCTs (log b: timeout after 10 s)" in error.value.message
+    assert "abandoned and revoked" in error.value.message
+    serial = error.value.serial
+    assert serial is not None
+    issuer_id = ledger.issuer_by_name("issuing-ca").id  # type: ignore[union-attr]
+    record = ledger.get(issuer_id, serial)
+    assert record is not None
+    assert record.state is SerialState.REVOKED
+    assert record.precert_der == logs.received[0]  # the very bytes the log saw
+    assert _states(ledger, issuer_id, serial) == [
+        "reserved",
+        "precert_signed",
+        "abandoned",
+        "revoked",
+    ]
+
+
+def test_keep_policy_leaves_the_abandoned_serial_good(
+    instance: Instance, ledger: Ledger, clock: FrozenClock
+) -> None:
+    with pytest.raises(IssuanceError, match="kept"):
+        asyncio.run(
+            _ca(instance, ledger, FakeLogs(clock, fail_after=0), AbandonPolicy.KEEP).issue(
+                _request()
+            )
+        )
+
+
+def test_lint_failure_signs_nothing(instance: Instance, ledger: Ledger, clock: FrozenClock) -> None:
+    logs = FakeLogs(clock)
+    with pytest.raises(LintFailed, match="internal_ip_address") as error:
+        asyncio.run(_ca(instance, ledger, logs).issue(_request(["10.1.2.3"])))
+    assert logs.received == []
+    issuer_id = ledger.issuer_by_name("issuing-ca").id  # type: ignore[union-attr]
+    record = ledger.get(issuer_id, error.value.serial)  # type: ignore[arg-type]
+    assert record is not None
+    assert record.state is SerialState.NEVER_SIGNED
+    assert record.precert_der is None
+
+
+def test_a_retry_gets_a_new_serial_only_after_the_old_one_is_abandoned(
+    instance: Instance, ledger: Ledger, clock: FrozenClock
+) -> None:
+    """ANF AC 2026: the retry must not forget the first serial."""
+    with pytest.raises(IssuanceError) as first:
+        asyncio.run(
+            _ca(instance, ledger, FakeLogs(clock, fail_after=1)).issue(
+                _request(request_id="order-1")
+            )
+        )
+    result = asyncio.run(
+        _ca(instance, ledger, FakeLogs(clock)).issue(_request(request_id="order-1"))
+    )
+    assert result.serial != first.value.serial
+    issuer_id = ledger.issuer_by_name("issuing-ca").id  # type: ignore[union-attr]
+    with pytest.raises(RequestHasSerial):
+        ledger.reserve(
+            issuer_id,
+            profiles.new_serial(),
+            not_before=clock(),
+            not_after=clock().replace(year=2027),
+            crl_shard=0,
+            request_id="order-1",
+            actor="test",
+        )
+
+
+@pytest.mark.parametrize(
+    ("method", "expected_state", "ct_called"),
+    [
+        ("reserve", None, False),
+        ("mark_precert_signed", SerialState.RESERVED, False),
+        ("mark_issued", SerialState.REVOKED, True),
+        ("mark_abandoned", SerialState.PRECERT_SIGNED, True),
+        ("revoke", SerialState.ABANDONED, True),
+    ],
+)
+def test_a_ledger_failure_at_each_write_never_leaves_a_precertificate_without_status(
+    instance: Instance,
+    ledger: Ledger,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    expected_state: SerialState | None,
+    ct_called: bool,
+) -> None:
+    logs = FakeLogs(
+        clock, fail_after=None if method != "mark_abandoned" and method != "revoke" else 1
+    )
+    real = getattr(ledger, method)
+    seen: list[int] = []
+
+    def failing(issuer_id: int, serial: int, *args: object, **kwargs: object) -> object:
+        seen.append(serial)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ledger, method, failing)
+    with pytest.raises((IssuanceError, OSError)):
+        asyncio.run(_ca(instance, ledger, logs).issue(_request()))
+    monkeypatch.setattr(ledger, method, real)
+    assert bool(logs.received) is ct_called
+    if expected_state is None:
+        return
+    record = ledger.get(ledger.issuer_by_name("issuing-ca").id, seen[0])  # type: ignore[union-attr]
+    assert record is not None
+    assert record.state is expected_state
+    if ct_called:
+        # Whatever a log received has a status that is never `unknown`.
+        assert record.precert_der == logs.received[0]
