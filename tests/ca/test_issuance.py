@@ -296,3 +296,42 @@ def test_a_ledger_failure_at_each_write_never_leaves_a_precertificate_without_st
     if ct_called:
         # Whatever a log received has a status that is never `unknown`.
         assert record.precert_der == logs.received[0]
+
+
+def test_recover_settles_what_a_crash_left(
+    instance: Instance, ledger: Ledger, clock: FrozenClock
+) -> None:
+    from ctstatus.ca.recover import recover
+
+    issuer_id = ledger.issuer_by_name("issuing-ca").id  # type: ignore[union-attr]
+    # A crash after step 1, one after step 3, and one inside the abandon path (SystemExit is
+    # not an Exception: the abandon path cannot catch it, as it could not catch kill -9).
+    crashed = {}
+    for name, stop_at in (("reserved", 1), ("precert", 3), ("abandoned", 4)):
+        logs = FakeLogs(clock, fail_after=0)
+        ca = _ca(instance, ledger, logs)
+
+        def stop(*_args: object, **_kwargs: object) -> None:
+            raise SystemExit("killed")
+
+        with pytest.MonkeyPatch.context() as patch:
+            if stop_at == 1:
+                patch.setattr(ledger, "mark_precert_signed", stop)
+            elif stop_at == 3:
+                patch.setattr(ledger, "mark_abandoned", stop)
+            else:
+                patch.setattr(ledger, "revoke", stop)
+            with pytest.raises(SystemExit):
+                asyncio.run(ca.issue(_request()))
+        crashed[name] = ledger.serials(issuer_id=issuer_id, limit=10_000)[-1].serial
+    fresh = recover(ledger, clock)  # nothing is older than the grace period yet
+    assert fresh == []
+    clock.advance(minutes=11)
+    planned = recover(ledger, clock, dry_run=True)
+    assert {r.serial for r in planned} >= set(crashed.values())
+    done = recover(ledger, clock)
+    after = {r.serial: r.after for r in done}
+    assert after[crashed["reserved"]] is SerialState.NEVER_SIGNED
+    assert after[crashed["precert"]] is SerialState.REVOKED
+    assert after[crashed["abandoned"]] is SerialState.REVOKED
+    assert recover(ledger, clock) == []  # idempotent
