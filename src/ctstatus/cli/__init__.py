@@ -13,6 +13,7 @@ from rich.text import Text
 from ctstatus import __version__
 from ctstatus.cli import ca as ca_commands
 from ctstatus.cli import ledger as ledger_commands
+from ctstatus.cli import log as log_commands
 from ctstatus.cli.check import check_command
 from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
@@ -32,6 +33,7 @@ Start here:
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
   ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
   ctstatus -i DIR ledger …   schema migrations and the state of the ledger
+  ctstatus log init|serve    local RFC 6962 / static-ct-api CT logs (docs/ctlog.md)
 
 Every option of the instance's ctstatus.toml is documented in docs/configuration.md.
 """
@@ -47,6 +49,7 @@ app.command("init")(init_command)
 app.command("check")(check_command)
 app.add_typer(ca_commands.app, name="ca")
 app.add_typer(ledger_commands.app, name="ledger")
+app.add_typer(log_commands.app, name="log")
 
 
 def _version(value: bool) -> None:
