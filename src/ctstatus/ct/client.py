@@ -222,7 +222,10 @@ class LogClient:
         if self._key is None:
             if self.endpoint.key_der is None:
                 raise NoLogKey(f"no key known, cannot verify the {what}", log=self.name)
-            key = load_der_public_key(self.endpoint.key_der)
+            try:
+                key = load_der_public_key(self.endpoint.key_der)
+            except ValueError:
+                raise NoLogKey("the log key does not load", log=self.name) from None
             if not isinstance(key, PublicKey):
                 raise NoLogKey("the log key is neither ECDSA nor RSA", log=self.name)
             self._key = key

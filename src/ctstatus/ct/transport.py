@@ -32,6 +32,7 @@ KIB = 1024
 MIB = 1024 * KIB
 MAX_RETRY_AFTER = 3600.0
 _EXCERPT_CHARS = 160
+_GZIP_HEADROOM = 4 * KIB  # gzip framing can make a tiny body larger
 
 
 class Timer(Protocol):
@@ -287,13 +288,14 @@ async def fetch_once(
 
 async def _read_capped(response: httpx.Response, endpoint: str, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + _GZIP_HEADROOM:
         raise LogResponseTooLarge(endpoint, max_bytes)
     chunks: list[bytes] = []
     total = 0
+    raw_limit = max_bytes + _GZIP_HEADROOM
     async for chunk in response.aiter_raw():
         total += len(chunk)
-        if total > max_bytes:
+        if total > raw_limit:
             raise LogResponseTooLarge(endpoint, max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
@@ -303,6 +305,8 @@ def _decode_content(raw: bytes, encoding: str | None, endpoint: str, max_bytes: 
     """Undo gzip (static-ct-api logs may send it unasked) without inflating past the cap."""
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
+        if len(raw) > max_bytes:
+            raise LogResponseTooLarge(endpoint, max_bytes)
         return raw
     if coding not in ("gzip", "x-gzip"):
         raise LogMalformedResponse(endpoint, f"unsupported Content-Encoding {coding[:20]!r}")
