@@ -187,6 +187,26 @@ def _protocol_class(logs: Mapping[str, CtLog]) -> type[asyncio.Protocol]:
     return RefusingProtocol
 
 
+def _graceful_server_class() -> type[Any]:
+    """uvicorn's server, exiting with status 0 after a graceful SIGTERM/SIGINT shutdown.
+
+    (uvicorn re-raises the signal after shutting down, so the process would die of it.)
+    """
+    import signal
+    from types import FrameType
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return GracefulServer
+
+
 class PreparedServer:
     """Everything ``serve`` runs, bound and built but not yet serving (tests run it in a thread)."""
 
@@ -213,7 +233,7 @@ class PreparedServer:
             admin=server_config.admin,
             on_started=self._started,
         )
-        self.server = uvicorn.Server(
+        self.server = _graceful_server_class()(
             uvicorn.Config(
                 app,
                 lifespan="on",
