@@ -258,11 +258,15 @@ class LogClient:
         start = self.timer.now()
         end = start + budget
         error: LogError = LogTimeout(0.0)
+        timed_out_at = start
         while True:
-            remaining = end - self.timer.now()
+            attempt_start = self.timer.now()
+            remaining = end - attempt_start
             if remaining <= 0:
                 break
             stats.attempts += 1
+            attempt_timeout = min(policy.attempt_timeout, remaining)
+            timed_out_at = attempt_start + attempt_timeout
             try:
                 response = await fetch_once(
                     self.http,
@@ -270,7 +274,7 @@ class LogClient:
                     url,
                     endpoint=endpoint,
                     max_bytes=max_bytes,
-                    timeout=min(policy.attempt_timeout, remaining),
+                    timeout=attempt_timeout,
                     content=content,
                     params=params,
                 )
@@ -293,7 +297,9 @@ class LogClient:
             await self.timer.sleep(delay)
         stats.elapsed = self.timer.now() - start
         if isinstance(error, LogTimeout):
-            error = LogTimeout(stats.elapsed)
+            # Reported as the budget that ran out (start to the end of the last attempt's
+            # timeout), not as measured: the same run always says the same thing.
+            error = LogTimeout(timed_out_at - start)
         raise error.in_context(log=self.name, attempts=stats.attempts, elapsed=stats.elapsed)
 
     def _malformed(self, endpoint: str, why: object, stats: CallStats | None = None) -> LogError:

@@ -207,7 +207,8 @@ async def submit_with_policy(
         took = timer.now() - state.started
         attempts = state.stats.attempts
         if timed_out:
-            error = LogTimeout(took, log=state.log.description, attempts=attempts, elapsed=took)
+            budget = end - state.started
+            error = LogTimeout(budget, log=state.log.description, attempts=attempts, elapsed=took)
             reports.append(LogReport(state.log, Outcome.FAILED, began, took, attempts, error=error))
         else:
             reports.append(LogReport(state.log, Outcome.CANCELLED, began, took, attempts))
@@ -224,8 +225,15 @@ async def submit_with_policy(
         elif isinstance(error, LogError):
             attempts = max(error.attempts, state.stats.attempts)
             reports.append(LogReport(state.log, Outcome.FAILED, began, took, attempts, error=error))
-        else:
-            raise error
+        else:  # a bug below us must not lose the SCTs already received: report and go on
+            unexpected = LogError(
+                f"unexpected {type(error).__name__}: {error}", log=state.log.description
+            )
+            reports.append(
+                LogReport(
+                    state.log, Outcome.FAILED, began, took, state.stats.attempts, error=unexpected
+                )
+            )
 
     try:
         while queue and len(running) < required:
@@ -260,6 +268,7 @@ async def submit_with_policy(
             finish(task, timed_out=timer.now() >= end)
     elapsed = timer.now() - start
     scts = tuple(received)
+    reports.sort(key=lambda report: report.started_after)
     if current.compliant:
         return PolicySubmission(scts, current, tuple(reports), elapsed)
     counted = len(current.counted)
