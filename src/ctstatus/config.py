@@ -12,7 +12,7 @@ import re
 import string
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -170,6 +170,56 @@ class ProfilesConfig(_Section):
     tls_server: TlsServerProfileConfig = TlsServerProfileConfig()
 
 
+OcspHash = Literal["sha1", "sha256"]
+
+
+class OcspConfig(_Section):
+    """The OCSP responder (``ctstatus ocsp serve``): signing, validity, caching, limits."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    signer: Literal["ca", "delegated"] = "ca"
+    validity_hours: Annotated[int, Field(ge=8, le=240)] = 96
+    responder_lifetime_days: Annotated[int, Field(ge=2, le=90)] = 14
+    responder_auto_issue: bool = True
+    presign_hashes: Annotated[tuple[OcspHash, ...], Field(min_length=1)] = ("sha1", "sha256")
+    refresher: bool = True
+    poll_ms: Annotated[int, Field(ge=50, le=10_000)] = 250
+    http_max_age: Annotated[int, Field(ge=0, le=86_400)] = 3600
+    max_request_bytes: Annotated[int, Field(ge=512, le=65_536)] = 8192
+    live_signing_limit: Annotated[int, Field(ge=1, le=10_000)] = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> OcspConfig:
+        if len(set(self.presign_hashes)) != len(self.presign_hashes):
+            raise ValueError("ocsp.presign_hashes lists a hash twice")
+        if self.responder_lifetime_days * 24 < 2 * (self.validity_hours + 24):
+            raise ValueError(
+                "ocsp.responder_lifetime_days must be at least twice (validity_hours + 1 day), "
+                "so that a responder certificate outlives the responses it signs"
+            )
+        return self
+
+
+class CrlConfig(_Section):
+    """The CRL publisher: how long CRLs are valid and how soon revocations appear in them."""
+
+    validity_days: Annotated[int, Field(ge=1, le=10)] = 7
+    republish_hours: Annotated[int, Field(ge=1, le=168)] = 84
+    revocation_delay_seconds: Annotated[int, Field(ge=10, le=86_400)] = 300
+    publish: bool = True
+    include_root: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> CrlConfig:
+        if self.republish_hours >= self.validity_days * 24:
+            raise ValueError(
+                "crl.republish_hours must be shorter than crl.validity_days, or a CRL would "
+                "expire before the next one is published"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole instance configuration."""
 
@@ -178,6 +228,8 @@ class Config(_Section):
     ca: CaConfig
     urls: UrlsConfig = UrlsConfig()
     profiles: ProfilesConfig = ProfilesConfig()
+    ocsp: OcspConfig = OcspConfig()
+    crl: CrlConfig = CrlConfig()
 
     @model_validator(mode="after")
     def _check_keys(self) -> Config:
@@ -312,8 +364,47 @@ def render_config(config: Config) -> str:
         f"lifetime_days = {config.profiles.tls_server.lifetime_days}",
         f"crl_shards = {config.profiles.tls_server.crl_shards}",
         "",
+        *_render_ocsp(config.ocsp),
+        *_render_crl(config.crl),
     ]
     return "\n".join(lines)
+
+
+def _toml_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _render_ocsp(ocsp: OcspConfig) -> list[str]:
+    hashes = ", ".join(_toml_str(h) for h in ocsp.presign_hashes)
+    return [
+        "[ocsp]",
+        "# `ctstatus ocsp serve`: the OCSP responder (and the CRLs, at the [urls] crl paths).",
+        f"host = {_toml_str(ocsp.host)}",
+        f"port = {ocsp.port}",
+        f"signer = {_toml_str(ocsp.signer)}   # ca, or delegated (a responder certificate)",
+        f"validity_hours = {ocsp.validity_hours}   # nextUpdate - thisUpdate, 8..240 (BR §4.9.9)",
+        f"responder_lifetime_days = {ocsp.responder_lifetime_days}",
+        f"responder_auto_issue = {_toml_bool(ocsp.responder_auto_issue)}",
+        f"presign_hashes = [{hashes}]",
+        f"refresher = {_toml_bool(ocsp.refresher)}",
+        f"poll_ms = {ocsp.poll_ms}",
+        f"http_max_age = {ocsp.http_max_age}",
+        f"max_request_bytes = {ocsp.max_request_bytes}",
+        f"live_signing_limit = {ocsp.live_signing_limit}",
+        "",
+    ]
+
+
+def _render_crl(crl: CrlConfig) -> list[str]:
+    return [
+        "[crl]",
+        f"validity_days = {crl.validity_days}   # nextUpdate - thisUpdate, at most 10 days",
+        f"republish_hours = {crl.republish_hours}",
+        f"revocation_delay_seconds = {crl.revocation_delay_seconds}",
+        f"publish = {_toml_bool(crl.publish)}",
+        f"include_root = {_toml_bool(crl.include_root)}",
+        "",
+    ]
 
 
 def new_instance_config(

@@ -122,38 +122,43 @@ def test_tampered_triggers_are_refused_and_migrate_repairs_them(engine: sa.Engin
     ensure_current(engine)
 
 
+LATER = "9999"
+
+
 @pytest.fixture
-def scripts_with_0002(tmp_path: Path) -> str:
-    """A copy of the migrations plus an empty revision 0002: this code 'one version later'."""
+def scripts_with_later(tmp_path: Path) -> str:
+    """A copy of the migrations plus an empty revision after head: this code 'one version later'."""
     location = tmp_path / "migrations"
     shutil.copytree(SCRIPT_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0002_later.py").write_text(
+    (location / "versions" / f"{LATER}_later.py").write_text(
         '"""A later revision."""\n'
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "{LATER}"\ndown_revision = "{head_revision()}"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
         "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
     )
     return str(location)
 
 
-def test_older_revision_asks_for_migrate(engine: sa.Engine, scripts_with_0002: str) -> None:
-    migrate(engine)  # at 0001, the head of the shipped migrations
+def test_older_revision_asks_for_migrate(engine: sa.Engine, scripts_with_later: str) -> None:
+    migrate(engine)  # at the head of the shipped migrations
+    head = head_revision()
     with pytest.raises(
-        LedgerError, match="is at schema revision 0001; this ctstatus needs 0002"
+        LedgerError, match=f"is at schema revision {head}; this ctstatus needs {LATER}"
     ) as info:
-        ensure_current(engine, script_location=scripts_with_0002)
+        ensure_current(engine, script_location=scripts_with_later)
     assert info.value.hint == MIGRATE_HINT
-    assert migrate(engine, script_location=scripts_with_0002) == "0002"
-    ensure_current(engine, script_location=scripts_with_0002)
+    assert migrate(engine, script_location=scripts_with_later) == LATER
+    ensure_current(engine, script_location=scripts_with_later)
 
 
-def test_newer_revision_is_refused_clearly(engine: sa.Engine, scripts_with_0002: str) -> None:
+def test_newer_revision_is_refused_clearly(engine: sa.Engine, scripts_with_later: str) -> None:
     """A ledger migrated by a newer ctstatus: opening and migrating both refuse, saying why."""
-    migrate(engine, script_location=scripts_with_0002)
+    migrate(engine, script_location=scripts_with_later)
     for attempt in (lambda: Ledger(engine), lambda: migrate(engine)):
         with pytest.raises(
-            LedgerError, match="revision 0002, newer than this ctstatus knows"
+            LedgerError, match=f"revision {LATER}, newer than this ctstatus knows"
         ) as info:
             attempt()
         assert info.value.hint is not None
         assert "upgrade ctstatus" in info.value.hint
-    assert current_revision(engine) == "0002"  # migrate() changed nothing
+    assert current_revision(engine) == LATER  # migrate() changed nothing

@@ -12,11 +12,14 @@ from rich.text import Text
 
 from ctstatus import __version__
 from ctstatus.cli import ca as ca_commands
+from ctstatus.cli import crl as crl_commands
 from ctstatus.cli import ledger as ledger_commands
 from ctstatus.cli import log as log_commands
+from ctstatus.cli import ocsp as ocsp_commands
 from ctstatus.cli.check import check_command
 from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
+from ctstatus.cli.revoke import revoke_command
 from ctstatus.errors import UserError
 
 HELP = """\
@@ -33,6 +36,8 @@ Start here:
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
   ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
   ctstatus -i DIR ledger …   schema migrations and the state of the ledger
+  ctstatus -i DIR ocsp serve the OCSP responder and the CRLs over HTTP
+  ctstatus -i DIR revoke S   revoke serial S (OCSP and CRLs follow)
   ctstatus log init|serve    local RFC 6962 / static-ct-api CT logs (docs/ctlog.md)
 
 Every option of the instance's ctstatus.toml is documented in docs/configuration.md.
@@ -49,6 +54,9 @@ app.command("init")(init_command)
 app.command("check")(check_command)
 app.add_typer(ca_commands.app, name="ca")
 app.add_typer(ledger_commands.app, name="ledger")
+app.add_typer(ocsp_commands.app, name="ocsp")
+app.add_typer(crl_commands.app, name="crl")
+app.command("revoke")(revoke_command)
 app.add_typer(log_commands.app, name="log")
 
 

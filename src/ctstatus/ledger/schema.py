@@ -13,6 +13,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -174,3 +176,56 @@ events = Table(
 )
 
 LEDGER_TABLES: Final = (issuers, serials, events)
+"""The append-only truth: the triggers in ``triggers.py`` guard exactly these tables."""
+
+# ------------------------------------------------------------------------- derived outputs
+# The tables below are caches and outputs of the status services, never the truth: a row may be
+# replaced or go stale, and every reader checks it against ``serials`` before relying on it.
+
+OCSP_HASH_ALGORITHMS: Final = ("sha1", "sha256", "sha384", "sha512")
+"""CertID hash algorithms a pre-signed OCSP response may be stored for."""
+
+ocsp_responses = Table(
+    "ocsp_responses",
+    metadata,
+    Column("serial_id", BigId, ForeignKey("serials.id"), nullable=False),
+    Column("hash_algorithm", String(8), nullable=False),
+    Column("issuer_id", Integer, ForeignKey("issuers.id"), nullable=False),
+    Column("serial_state", String(16), nullable=False),
+    Column("this_update", UTCDateTime, nullable=False),
+    Column("next_update", UTCDateTime, nullable=False),
+    Column("refresh_at", UTCDateTime, nullable=False),
+    Column("responder", String(64), nullable=False),
+    Column("response_der", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("serial_id", "hash_algorithm"),
+    CheckConstraint(sql_in("hash_algorithm", OCSP_HASH_ALGORITHMS), name="hash_algorithm"),
+    CheckConstraint(sql_in("serial_state", ALL_STATES), name="serial_state"),
+    CheckConstraint("this_update <= refresh_at AND refresh_at < next_update", name="times"),
+    Index(None, "refresh_at"),
+    Index(None, "issuer_id", "serial_id"),
+)
+"""Pre-signed OCSP responses, one per serial and CertID hash, with the state each answers for."""
+
+crls = Table(
+    "crls",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("issuer_id", Integer, ForeignKey("issuers.id"), nullable=False),
+    Column("shard", Integer, nullable=False),
+    Column("partitioned", Boolean, nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("this_update", UTCDateTime, nullable=False),
+    Column("next_update", UTCDateTime, nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("entries_sha256", LargeBinary, nullable=False),
+    Column("crl_der", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("issuer_id", "shard", "crl_number"),
+    CheckConstraint("shard >= 0", name="shard"),
+    CheckConstraint("crl_number >= 0", name="crl_number"),
+    CheckConstraint("entries >= 0", name="entries"),
+    CheckConstraint("this_update < next_update", name="times"),
+    Index(None, "issuer_id", "shard", "id"),
+)
+"""Every CRL published, newest last per (issuer, shard); the newest is what is served."""

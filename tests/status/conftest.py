@@ -1,0 +1,354 @@
+"""Fixtures for the status services: ledgers on SQLite and PostgreSQL, CAs, serials in any state.
+
+* ``status_engine``: a migrated ledger per backend, shared by a module (rows are never deleted,
+  so every test works on an issuer of its own: ``make_issuer``);
+* ``make_issuer``: a new CA (BR root profile: it signs certificates, OCSP and CRLs) registered in
+  the ledger, with a driver that takes serials to any state with real (pre)certificates;
+* ``instance``: a real instance made by ``init_instance`` (for the CLI and the HTTP server);
+* ``server``: a real uvicorn server on 127.0.0.1 in a thread, for peers that speak HTTP.
+
+Helpers are reached through fixtures because the suite runs with ``--import-mode=importlib``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ctstatus.ca import profiles
+from ctstatus.clock import Clock, FrozenClock, system_clock
+from ctstatus.keys import InProcessSigner, KeyAlgorithm
+from ctstatus.keys.assemble import sign_certificate
+from ctstatus.ledger import (
+    Issuer,
+    Ledger,
+    RevocationReason,
+    SerialRecord,
+    SerialState,
+    create_ledger_engine,
+    migrate,
+)
+from ctstatus.status.identities import CaIdentities
+from ctstatus.status.service import ServiceSettings, StatusService
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+BASE = "http://pki.example.com"
+CTSTATUS = Path(sys.executable).parent / "ctstatus"
+_LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+# ------------------------------------------------------------------------------------ ledgers
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def status_engine(request: pytest.FixtureRequest, database_factory: Any) -> Iterator[sa.Engine]:
+    """A migrated ledger shared by the tests of one module, per backend."""
+    with database_factory(request.param) as url:
+        engine = create_ledger_engine(url)
+        migrate(engine)
+        yield engine
+        engine.dispose()
+
+
+# ------------------------------------------------------------------------------------- issuers
+
+
+@dataclass
+class TestIssuer:
+    """A CA registered in the ledger, and shortcuts that take serials to any state."""
+
+    __test__ = False
+    ledger: Ledger
+    issuer: Issuer
+    signer: InProcessSigner
+    certificate: x509.Certificate
+    name: str
+    crl_shards: int = 4
+    certificates: dict[int, x509.Certificate] = field(default_factory=dict)
+
+    @property
+    def id(self) -> int:
+        return self.issuer.id
+
+    def crl_url(self, shard: int) -> str:
+        return f"{BASE}/crl/{self.name}/{shard}.crl"
+
+    def _builder(self, serial: int, not_before: datetime, days: int) -> x509.CertificateBuilder:
+        return profiles.tls_server(
+            _LEAF_KEY.public_key(),
+            [x509.DNSName("www.example.com")],
+            self.certificate,
+            serial,
+            not_before,
+            days,
+            ocsp_url=f"{BASE}/ocsp",
+            ca_issuers_url=f"{BASE}/ca/{self.name}.der",
+            crl_url=self.crl_url(serial % self.crl_shards),
+        )
+
+    def serial(
+        self,
+        state: SerialState,
+        *,
+        not_before: datetime | None = None,
+        days: int = 90,
+        reason: RevocationReason = RevocationReason.KEY_COMPROMISE,
+        via: SerialState = SerialState.ISSUED,
+    ) -> SerialRecord:
+        """A new serial in ``state``; ``revoked`` goes ``via`` issued (or abandoned, or straight
+        from precert_signed)."""
+        serial = profiles.new_serial()
+        start = not_before or self.ledger_now() - timedelta(hours=1)
+        builder = self._builder(serial, start, days)
+        cert = sign_certificate(builder, self.signer)
+        self.certificates[serial] = cert
+        lg, i = self.ledger, self.id
+        record = lg.reserve(
+            i,
+            serial,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            crl_shard=serial % self.crl_shards,
+            actor="test",
+        )
+        if state is SerialState.RESERVED:
+            return record
+        if state is SerialState.NEVER_SIGNED:
+            return lg.mark_never_signed(i, serial, "lint failed", actor="test")
+        precert = sign_certificate(
+            builder.add_extension(x509.PrecertPoison(), critical=True), self.signer
+        )
+        record = lg.mark_precert_signed(i, serial, precert.public_bytes(Encoding.DER), actor="test")
+        path = via if state is SerialState.REVOKED else state
+        if path is SerialState.ISSUED:
+            record = lg.mark_issued(i, serial, cert.public_bytes(Encoding.DER), actor="test")
+        elif path is SerialState.ABANDONED:
+            record = lg.mark_abandoned(i, serial, "ct quorum not met", actor="test")
+        if state is SerialState.REVOKED:
+            record = lg.revoke(i, serial, reason, actor="test")
+        assert record.state is state
+        return record
+
+    def ledger_now(self) -> datetime:
+        return self.ledger._now()
+
+    def pem(self, serial: int, directory: Path) -> Path:
+        path = directory / f"{serial:x}.pem"
+        path.write_bytes(self.certificates[serial].public_bytes(Encoding.PEM))
+        return path
+
+    def ca_pem(self, directory: Path) -> Path:
+        path = directory / f"{self.name}.pem"
+        path.write_bytes(self.certificate.public_bytes(Encoding.PEM))
+        return path
+
+
+def new_test_issuer(
+    ledger: Ledger, *, algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256
+) -> TestIssuer:
+    signer = InProcessSigner(algorithm.generate())
+    name = f"ca-{secrets.token_hex(5)}"
+    certificate = sign_certificate(
+        profiles.root_ca(
+            profiles.ca_subject("DE", "ctstatus Test", f"ctstatus Test CA {name}"),
+            signer.public_key(),
+            profiles.new_serial(),
+            datetime(2026, 1, 1, tzinfo=UTC),
+            3000,
+        ),
+        signer,
+    )
+    issuer = ledger.add_issuer(name, certificate, actor="test")
+    return TestIssuer(ledger, issuer, signer, certificate, name)
+
+
+@pytest.fixture
+def make_issuer(status_engine: sa.Engine) -> Callable[..., TestIssuer]:
+    """``make_issuer(clock=system_clock, algorithm=...)``: a fresh CA in the module's ledger."""
+
+    def make(clock: Clock = system_clock, **kw: Any) -> TestIssuer:
+        return new_test_issuer(Ledger(status_engine, clock), **kw)
+
+    return make
+
+
+@pytest.fixture
+def frozen() -> FrozenClock:
+    """A frozen clock at the real time: signed responses stay valid for peers like openssl."""
+    return FrozenClock(now_utc())
+
+
+@pytest.fixture
+def make_service(status_engine: sa.Engine) -> Iterator[Callable[..., StatusService]]:
+    """``make_service(issuers, clock, **settings)``: a service signing as the given issuers."""
+    made: list[StatusService] = []
+
+    def make(
+        issuers: list[TestIssuer], clock: Clock = system_clock, **settings: Any
+    ) -> StatusService:
+        service = StatusService(
+            status_engine,
+            clock,
+            CaIdentities({i.name: i.signer for i in issuers}),
+            ServiceSettings(**settings),
+        )
+        service.prepare()
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        asyncio.run(service.responder.drain())
+
+
+# ------------------------------------------------------------------------------------ servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    app: Any
+    thread: threading.Thread
+    server: Any
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(app: Any) -> RunningServer:
+    """Serve ``app`` with uvicorn (httptools/uvloop as in production) on a free loopback port."""
+    import uvicorn
+
+    from ctstatus.status.server import uvicorn_options
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        timeout_keep_alive=5,
+        **uvicorn_options(),
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    return RunningServer(f"http://127.0.0.1:{port}", port, app, thread, server)
+
+
+@pytest.fixture(scope="session")
+def serve() -> Iterator[Callable[[Any], RunningServer]]:
+    running: list[RunningServer] = []
+
+    def go(app: Any) -> RunningServer:
+        started = start_server(app)
+        running.append(started)
+        return started
+
+    yield go
+    for started in running:
+        started.stop()
+
+
+# ----------------------------------------------------------------------------------- instances
+
+
+def run_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [CTSTATUS, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def instance_dir(
+    request: pytest.FixtureRequest, database_factory: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A real instance (``init_instance``), its ledger on each backend."""
+    from ctstatus.ca.bootstrap import init_instance
+    from ctstatus.config import new_instance_config
+
+    with database_factory(request.param) as url:
+        directory = tmp_path_factory.mktemp(f"instance-{request.param}") / "ca"
+        config = new_instance_config(
+            organization="ctstatus Test", country="DE", base_url=BASE, ledger_url=url
+        )
+        init_instance(directory, config)
+        yield directory
+
+
+@dataclass
+class InstanceIssuer(TestIssuer):
+    """The instance's own issuing CA, driven like a test issuer."""
+
+    directory: Path = Path()
+
+
+@pytest.fixture
+def instance_issuer(instance_dir: Path) -> Iterator[InstanceIssuer]:
+    from ctstatus.instance import Instance
+
+    instance = Instance.open(instance_dir)
+    ca = instance.config.ca.issuing
+    signer = instance.signer(ca)
+    assert isinstance(signer, InProcessSigner)
+    ledger = instance.open_ledger()
+    issuer = ledger.issuer_by_name(ca.name)
+    assert issuer is not None
+    yield InstanceIssuer(
+        ledger,
+        issuer,
+        signer,
+        instance.certificate(ca),
+        ca.name,
+        crl_shards=instance.config.profiles.tls_server.crl_shards,
+        directory=instance_dir,
+    )
+    ledger.close()
