@@ -13,6 +13,7 @@ from rich.text import Text
 from ctstatus import __version__
 from ctstatus.cli import ca as ca_commands
 from ctstatus.cli import crl as crl_commands
+from ctstatus.cli import ct as ct_commands
 from ctstatus.cli import ledger as ledger_commands
 from ctstatus.cli import log as log_commands
 from ctstatus.cli import ocsp as ocsp_commands
@@ -36,6 +37,7 @@ Start here:
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
   ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
   ctstatus -i DIR ledger …   schema migrations and the state of the ledger
+  ctstatus ct …              check a certificate's SCTs, read CT logs (STH, entries, tiles)
   ctstatus -i DIR ocsp serve the OCSP responder and the CRLs over HTTP
   ctstatus -i DIR revoke S   revoke serial S (OCSP and CRLs follow)
   ctstatus log init|serve    local RFC 6962 / static-ct-api CT logs (docs/ctlog.md)
@@ -54,6 +56,7 @@ app.command("init")(init_command)
 app.command("check")(check_command)
 app.add_typer(ca_commands.app, name="ca")
 app.add_typer(ledger_commands.app, name="ledger")
+app.add_typer(ct_commands.app, name="ct")
 app.add_typer(ocsp_commands.app, name="ocsp")
 app.add_typer(crl_commands.app, name="crl")
 app.command("revoke")(revoke_command)

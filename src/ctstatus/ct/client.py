@@ -107,6 +107,7 @@ class LogEndpoint:
     key_der: bytes | None = None
     monitoring_url: str | None = None
     log: Log | None = None
+    checkpoint_origin: str | None = None
 
     def __post_init__(self) -> None:
         for value in (self.url, self.monitoring_url):
@@ -148,6 +149,8 @@ class LogEndpoint:
     @property
     def origin(self) -> str:
         """The checkpoint origin: the submission prefix without scheme or trailing slash."""
+        if self.checkpoint_origin is not None:
+            return self.checkpoint_origin
         return self.url.split("://", 1)[1].rstrip("/")
 
 

@@ -376,7 +376,10 @@ class FakeLog:
             ]
             if corrupt == "bad_entries":
                 other = (start + 1) % len(self.leaves)
-                items[0]["leaf_input"] = b64encode(self.leaves[other])
+                items[0] = {
+                    "leaf_input": b64encode(self.leaves[other]),
+                    "extra_data": b64encode(self.extra[other]),
+                }
             return 200, json.dumps({"entries": items}).encode(), "application/json"
         if kind == "checkpoint":
             sth = self.sth()
@@ -523,3 +526,31 @@ def vector(name: str) -> bytes:
     if data.startswith(b"-----BEGIN"):
         return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
     return data
+
+
+def issue_final(ca: TestCa, logs: list[FakeLog], serial: int = 0xF1A1) -> bytes:
+    """A final certificate whose embedded SCTs come from ``logs`` for its precertificate."""
+    from ctstatus.ct import sct_list_extension
+
+    issuer = x509.load_der_x509_certificate(ca.der)
+    leaf = ec.generate_private_key(ec.SECP256R1())
+    not_before = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+
+    def build(extension: x509.ExtensionType, critical: bool) -> bytes:
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "final.test")]))
+            .issuer_name(issuer.subject)
+            .public_key(leaf.public_key())
+            .serial_number(serial)
+            .not_valid_before(not_before)
+            .not_valid_after(not_before + timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("final.test")]), False)
+            .add_extension(extension, critical=critical)
+            .sign(ca.key, hashes.SHA256())
+        )
+        return certificate.public_bytes(Encoding.DER)
+
+    precert = build(x509.PrecertPoison(), True)
+    scts = [log.submit([precert, ca.der], precert=True) for log in logs]
+    return build(sct_list_extension(scts), False)
