@@ -46,13 +46,14 @@ def test_chain_to_a_root_the_log_does_not_accept(server: RunningServer, other_ca
 
 def test_broken_chain(server: RunningServer, test_ca: CtCa, other_ca: CtCa) -> None:
     issued = test_ca.precert()
-    response = server.submit(LOG, [issued.precert, other_ca.issuing_der], precert=True)
-    expect_error(response, text="not issued by")
+    foreign = other_ca.precert()
+    response = server.submit(LOG, [foreign.precert, test_ca.issuing_der], precert=True)
+    expect_error(response, text="chain[0] is not issued by chain[1]")
     # An intermediate that is not signed by the root after it.
     response = server.submit(
         LOG, [issued.precert, test_ca.issuing_der, other_ca.root_der], precert=True
     )
-    expect_error(response, text="not issued by")
+    expect_error(response, text="chain[1] is not issued by chain[2]")
 
 
 def test_poison_rules(server: RunningServer, test_ca: CtCa) -> None:

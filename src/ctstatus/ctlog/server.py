@@ -222,10 +222,17 @@ class PreparedServer:
         self.port: int = self.sock.getsockname()[1]
         public = server_config.public_url or base_url_for(server_config.listen, self.port)
         self.base_url = public.rstrip("/")
-        self.logs = {
-            log.name: build_log(loaded, log, base_url=self.base_url, clock=clock or system_millis)
-            for log in loaded.config.log
-        }
+        self.logs: dict[str, CtLog] = {}
+        try:
+            for log in loaded.config.log:
+                self.logs[log.name] = build_log(
+                    loaded, log, base_url=self.base_url, clock=clock or system_millis
+                )
+        except BaseException:
+            self.sock.close()
+            for opened in self.logs.values():
+                opened.store.close()
+            raise
         self._loaded = loaded
         app = CtLogApp(
             self.logs,

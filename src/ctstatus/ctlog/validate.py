@@ -19,19 +19,23 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ct import der
 from ctstatus.ct.b64 import b64decode
 from ctstatus.ct.errors import DecodeError
-from ctstatus.ct.sct import issuer_key_hash, tbs_for_ct
+from ctstatus.ct.sct import issuer_key_hash
 from ctstatus.ct.structures import (
     MAX_CERT_LENGTH,
+    POISON_OID,
+    SCT_LIST_OID,
     CertificateChain,
     LogEntryType,
     PrecertChainEntry,
 )
 from ctstatus.ctlog.errors import SubmissionError
+from ctstatus.ctlog.tbs import tbs_without_poison
 
 PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 POISON_VALUE = b"\x05\x00"
@@ -104,8 +108,25 @@ def parse_chain_body(body: bytes, max_chain_length: int) -> list[bytes]:
         raise SubmissionError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class _Tail:
+    """The verified part of a chain above the leaf: issuer first, accepted root last."""
+
+    issuer: x509.Certificate
+    chain: tuple[bytes, ...]
+    chain_fps: bytes
+    issuers: tuple[tuple[bytes, bytes], ...]
+    issuer_is_psc: bool
+    issuer_key_hash: bytes | None
+
+
 class ChainValidator:
-    """Validates chains against the accepted roots; remembers issuer links it has verified."""
+    """Validates chains against the accepted roots.
+
+    Everything above the leaf (intermediates, the root it leads to, the issuer's key hash) is
+    the same for most submissions, so the verified tail of a chain is remembered by the
+    fingerprints of its certificates; per submission only the leaf's own signature is checked.
+    """
 
     def __init__(
         self,
@@ -114,68 +135,34 @@ class ChainValidator:
     ) -> None:
         self.roots = roots
         self.temporal_interval = temporal_interval
-        self._verified: dict[tuple[bytes, bytes], None] = {}
-
-    def _issued_by(
-        self, child: x509.Certificate, child_fp: bytes, issuer: x509.Certificate, issuer_fp: bytes
-    ) -> bool:
-        key = (child_fp, issuer_fp)
-        if key in self._verified:
-            return True
-        try:
-            child.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            return False
-        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        self._verified[key] = None
-        return True
+        self._tails: dict[tuple[bytes, ...], _Tail] = {}
 
     def validate(self, ders: list[bytes], *, precert: bool) -> Candidate:
         """Check the chain and the (pre)certificate rules; build the entry candidate."""
-        certificates: list[x509.Certificate] = []
-        for i, item in enumerate(ders):
-            try:
-                certificates.append(x509.load_der_x509_certificate(item))
-            except ValueError:
-                raise SubmissionError(f"chain[{i}] is not a DER X.509 certificate") from None
-        fps = [fingerprint(item) for item in ders]
-        leaf_der, leaf = ders[0], certificates[0]
-        try:
-            extensions = der.tbs_extensions(der.certificate_tbs(leaf_der))
-        except DecodeError as exc:
-            raise SubmissionError(f"chain[0]: {exc}") from None
-        poison = [e for e in extensions if e.oid == der.OID_CT_POISON]
+        leaf_der = ders[0]
+        leaf = _load(leaf_der, 0)
+        poison, has_sct_list = _ct_extensions(leaf, leaf_der)
         if precert:
-            if not poison:
+            if poison is None:
                 raise SubmissionError("add-pre-chain: the precertificate has no poison extension")
-            if not poison[0].critical:
+            if not poison.critical:
                 raise SubmissionError("add-pre-chain: the poison extension must be critical")
-            if poison[0].value != POISON_VALUE:
+            if poison.value != POISON_VALUE:
                 raise SubmissionError("add-pre-chain: the poison extension's value must be 05 00")
-        elif poison:
+            if has_sct_list:
+                raise SubmissionError("add-pre-chain: a precertificate cannot carry SCTs")
+        elif poison is not None:
             raise SubmissionError(
                 "add-chain: the certificate carries the CT poison; submit it with add-pre-chain"
             )
 
-        # Each certificate must be signed by the next one.
-        for i in range(len(certificates) - 1):
-            if not self._issued_by(certificates[i], fps[i], certificates[i + 1], fps[i + 1]):
-                raise SubmissionError(f"chain[{i}] is not issued by chain[{i + 1}]")
-        for i in range(1, len(certificates)):
-            if not self.roots.is_root(fps[i]) and not _is_ca(certificates[i]):
-                raise SubmissionError(f"chain[{i}] is not a CA certificate")
-
-        # The last one must be an accepted root, or be issued by one (which we then add).
-        chain = list(ders[1:])
-        if len(ders) == 1 or not self.roots.is_root(fps[-1]):
-            last, last_fp = certificates[-1], fps[-1]
-            for root_der, root in self.roots.issuers_of(last):
-                if self._issued_by(last, last_fp, root, fingerprint(root_der)):
-                    chain.append(root_der)
-                    break
-            else:
-                raise SubmissionError("the chain does not lead to a root this log accepts")
+        # Everything above the leaf (verified once, then remembered); then the leaf's signature.
+        if len(ders) > 1:
+            tail = self._tail(ders[1:])
+            if not _issued_by(leaf, tail.issuer):
+                raise SubmissionError("chain[0] is not issued by chain[1]")
+        else:
+            tail = self._root_tail(leaf)
 
         if self.temporal_interval is not None:
             start, end = self.temporal_interval
@@ -185,41 +172,141 @@ class ChainValidator:
                     f"notAfter {not_after.isoformat()} is outside this log's temporal interval"
                 )
 
-        chain_fps = [fingerprint(item) for item in chain]
-        issuers = tuple(zip(chain_fps, chain, strict=True))
         if not precert:
-            extra_data = CertificateChain(tuple(chain)).encode()
-            identity = _identity(LogEntryType.X509_ENTRY, b"", leaf_der)
             return Candidate(
                 LogEntryType.X509_ENTRY,
                 leaf_der,
                 None,
-                extra_data,
-                b"".join(chain_fps),
-                issuers,
-                identity,
+                CertificateChain(tail.chain).encode(),
+                tail.chain_fps,
+                tail.issuers,
+                _identity(LogEntryType.X509_ENTRY, b"", leaf_der),
             )
-        issuer = x509.load_der_x509_certificate(chain[0])
-        if _is_precert_signing_certificate(issuer):
+        if tail.issuer_is_psc:
             raise SubmissionError(
                 "add-pre-chain: precertificates signed by a Precertificate Signing Certificate "
                 "are not accepted; sign them with the issuing CA"
             )
+        if tail.issuer_key_hash is None:
+            raise SubmissionError("add-pre-chain: the issuer's public key cannot be read")
         try:
-            tbs = tbs_for_ct(leaf_der)
-            key_hash = issuer_key_hash(chain[0])
-        except (DecodeError, ValueError) as exc:
+            tbs = tbs_without_poison(leaf_der)
+        except ValueError as exc:
             raise SubmissionError(f"add-pre-chain: {exc}") from None
-        extra_data = PrecertChainEntry(leaf_der, tuple(chain)).encode()
         return Candidate(
             LogEntryType.PRECERT_ENTRY,
             tbs,
-            key_hash,
-            extra_data,
-            b"".join(chain_fps),
-            issuers,
-            _identity(LogEntryType.PRECERT_ENTRY, key_hash, tbs),
+            tail.issuer_key_hash,
+            PrecertChainEntry(leaf_der, tail.chain).encode(),
+            tail.chain_fps,
+            tail.issuers,
+            _identity(LogEntryType.PRECERT_ENTRY, tail.issuer_key_hash, tbs),
         )
+
+    def _tail(self, ders: list[bytes]) -> _Tail:
+        """The verified chain above the leaf (``ders`` = chain[1:]), from cache or checked now."""
+        key = tuple(fingerprint(item) for item in ders)
+        cached = self._tails.get(key)
+        if cached is not None:
+            return cached
+        certificates = [_load(item, i + 1) for i, item in enumerate(ders)]
+        for i in range(len(certificates) - 1):
+            if not _issued_by(certificates[i], certificates[i + 1]):
+                raise SubmissionError(f"chain[{i + 1}] is not issued by chain[{i + 2}]")
+        for i, certificate in enumerate(certificates):
+            if not self.roots.is_root(key[i]) and not _is_ca(certificate):
+                raise SubmissionError(f"chain[{i + 1}] is not a CA certificate")
+        chain = list(ders)
+        if not self.roots.is_root(key[-1]):
+            chain.append(self._root_for(certificates[-1]))
+        tail = _make_tail(certificates[0], chain)
+        if len(self._tails) >= _VERIFIED_CACHE_SIZE:
+            self._tails.clear()
+        self._tails[key] = tail
+        return tail
+
+    def _root_tail(self, leaf: x509.Certificate) -> _Tail:
+        """The tail of a chain submitted as the leaf alone: just the root that issued it."""
+        root_der = self._root_for(leaf)
+        return _make_tail(x509.load_der_x509_certificate(root_der), [root_der])
+
+    def _root_for(self, certificate: x509.Certificate) -> bytes:
+        for root_der, root in self.roots.issuers_of(certificate):
+            if _issued_by(certificate, root):
+                return root_der
+        raise SubmissionError("the chain does not lead to a root this log accepts")
+
+
+def _make_tail(issuer: x509.Certificate, chain: list[bytes]) -> _Tail:
+    chain_fps = [fingerprint(item) for item in chain]
+    try:
+        key_hash: bytes | None = issuer_key_hash(chain[0])
+    except (DecodeError, ValueError):
+        key_hash = None
+    return _Tail(
+        issuer=issuer,
+        chain=tuple(chain),
+        chain_fps=b"".join(chain_fps),
+        issuers=tuple(zip(chain_fps, chain, strict=True)),
+        issuer_is_psc=_is_precert_signing_certificate(issuer),
+        issuer_key_hash=key_hash,
+    )
+
+
+def _load(item: bytes, index: int) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(item)
+    except ValueError:
+        raise SubmissionError(f"chain[{index}] is not a DER X.509 certificate") from None
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` issued ``child`` (names match, signature verifies).
+
+    For ECDSA (the common case) the signature is checked directly, which skips work
+    ``verify_directly_issued_by`` repeats per call; anything else goes through it.
+    """
+    try:
+        key = issuer.public_key()
+        parameters = child.signature_algorithm_parameters
+        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA):
+            if child.issuer != issuer.subject:
+                return False
+            key.verify(child.signature, child.tbs_certificate_bytes, parameters)
+        else:
+            child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _ct_extensions(leaf: x509.Certificate, leaf_der: bytes) -> tuple[der.Extension | None, bool]:
+    """The leaf's poison extension (if any) and whether it carries an SCT list.
+
+    ``cryptography`` parses extensions in Rust (fast path); whatever it refuses is looked at
+    with the strict DER walker of :mod:`ctstatus.ct.der`, which says precisely what is wrong.
+    """
+    try:
+        extensions = leaf.extensions
+    except ValueError:
+        extensions = None
+    if extensions is not None:
+        poison: der.Extension | None = None
+        has_sct_list = False
+        for extension in extensions:
+            if extension.oid == POISON_OID:
+                is_null = isinstance(extension.value, x509.PrecertPoison)
+                value = POISON_VALUE if is_null else b"?"
+                poison = der.Extension(der.OID_CT_POISON, extension.critical, value, b"")
+            elif extension.oid == SCT_LIST_OID:
+                has_sct_list = True
+        return poison, has_sct_list
+    try:
+        parsed = der.tbs_extensions(der.certificate_tbs(leaf_der))
+    except DecodeError as exc:
+        raise SubmissionError(f"chain[0]: {exc}") from None
+    found = [e for e in parsed if e.oid == der.OID_CT_POISON]
+    return (found[0] if found else None), any(e.oid == der.OID_SCT_LIST for e in parsed)
 
 
 def _identity(entry_type: LogEntryType, key_hash: bytes, signed_entry: bytes) -> bytes:

@@ -1,0 +1,67 @@
+"""Cutting the poison out of a precertificate's TBS, fast (the add-pre-chain hot path).
+
+:func:`ctstatus.ct.der.tbs_without_extension` does the same with full strict checks, at about a
+third of a single-core submission budget. Here the certificate has already been parsed by
+``cryptography`` (strict DER), so the walk only has to find element boundaries: the elements it
+keeps are copied byte for byte, and only the lengths of the enclosing SEQUENCE, ``[3]`` and
+TBSCertificate are re-encoded. The tests check it against :mod:`ctstatus.ct.der` on fuzzed
+certificates.
+"""
+
+from __future__ import annotations
+
+from ctstatus.ct.der import OID_CT_POISON, TAG_EXTENSIONS, TAG_SEQUENCE, encode_tlv
+
+_POISON_OID_TLV = bytes([0x06, len(OID_CT_POISON)]) + OID_CT_POISON
+
+
+def _element(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, end) of the DER element at ``pos``."""
+    first = data[pos + 1]
+    if first < 0x80:
+        return data[pos], pos + 2, pos + 2 + first
+    count = first & 0x7F
+    body = pos + 2 + count
+    return data[pos], body, body + int.from_bytes(data[pos + 2 : body], "big")
+
+
+def tbs_without_poison(certificate_der: bytes) -> bytes:
+    """The TBSCertificate of a parsed precertificate with its poison extension removed.
+
+    Raises ``ValueError`` if there is no extensions field or no poison extension in it.
+    """
+    data = certificate_der
+    try:
+        _, tbs_start, _ = _element(data, 0)
+        _, tbs_body, tbs_end = _element(data, tbs_start)
+        pos = tbs_body
+        while pos < tbs_end:
+            tag, body, end = _element(data, pos)
+            if tag == TAG_EXTENSIONS:
+                break
+            pos = end
+        else:
+            raise ValueError("the TBSCertificate has no extensions")
+        wrapper_start, wrapper_end = pos, end
+        tag, sequence_body, sequence_end = _element(data, body)
+        if tag != TAG_SEQUENCE:
+            raise ValueError("the extensions field is not a SEQUENCE")
+        kept: list[bytes] = []
+        found = False
+        pos = sequence_body
+        while pos < sequence_end:
+            _, extension_body, extension_end = _element(data, pos)
+            if data.startswith(_POISON_OID_TLV, extension_body):
+                found = True
+            else:
+                kept.append(data[pos:extension_end])
+            pos = extension_end
+    except IndexError:
+        raise ValueError("the certificate is truncated") from None
+    if not found:
+        raise ValueError("the TBSCertificate has no poison extension")
+    extensions = (
+        encode_tlv(TAG_EXTENSIONS, encode_tlv(TAG_SEQUENCE, b"".join(kept))) if kept else b""
+    )
+    content = data[tbs_body:wrapper_start] + extensions + data[wrapper_end:tbs_end]
+    return encode_tlv(TAG_SEQUENCE, content)
