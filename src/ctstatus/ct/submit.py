@@ -256,7 +256,7 @@ async def submit_with_policy(
                     launch()
                     next_hedge = timer.now() + stagger
             current = verdict()
-            if not done and queue and timer.now() >= next_hedge and not current.compliant:
+            if queue and running and timer.now() >= next_hedge and not current.compliant:
                 launch()
                 next_hedge = timer.now() + stagger
     finally:
