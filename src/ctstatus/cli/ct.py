@@ -334,7 +334,8 @@ def _print_entries(name: str, rows: list[dict[str, object]], verified: bool) -> 
     note = "proven in the current STH" if verified else "not verified against an STH"
     table = Table(title=f"{name}: {len(rows)} entries ({note})", title_justify="left")
     for column in ("index", "type", "serial", "issuer", "names", "notBefore", "notAfter"):
-        table.add_column(column, overflow="fold")
+        fixed = column in ("index", "type", "notBefore", "notAfter")
+        table.add_column(column, overflow="fold", no_wrap=fixed)
     for row in rows:
         names = row["names"]
         assert isinstance(names, list)
