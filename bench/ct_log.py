@@ -149,6 +149,12 @@ def run_wrk(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -195,11 +201,12 @@ def main() -> None:
         spy = None
         if options.profile:
             spy = subprocess.Popen(
-                [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--format", "raw",
+                [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--format", "raw", "--gil",
                  "-o", str(work / "profile.txt"), "--duration", str(options.seconds)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         threads = 2
+        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
         submit = run_wrk(
             work / "submit.lua",
             url + "ct/v1/add-pre-chain",
@@ -209,6 +216,7 @@ def main() -> None:
             str(body_file),
             str(threads),
         )
+        submit_cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - wall_before)
         if spy is not None:
             spy.wait()
             print_profile(work / "profile.txt")
@@ -217,13 +225,15 @@ def main() -> None:
         print(
             f"add-pre-chain: {submit['rate']:.0f} submissions/s "
             f"({options.connections} connections, p50 {submit['p50']}, p99 {submit['p99']}); "
-            f"tree size {sth['tree_size']}, 200s {accepted:.0f}, non-2xx {submit['non_2xx']:.0f}"
+            f"tree size {sth['tree_size']}, 200s {accepted:.0f}, non-2xx {submit['non_2xx']:.0f}; "
+            f"server CPU {100 * submit_cpu:.0f}% of one core"
         )
         if submit["requests"] > len(bodies):
             print("warning: more requests than precertificates; some were resubmissions")
 
         size = int(sth["tree_size"])
         cap = 1000
+        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
         entries = run_wrk(
             work / "entries.lua",
             url + "ct/v1/get-entries",
@@ -233,9 +243,11 @@ def main() -> None:
             str(size),
             str(cap),
         )
+        entries_cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - wall_before)
         print(
             f"get-entries: {entries['rate']:.1f} requests/s x {cap} = "
-            f"{entries['rate'] * cap:.0f} entries/s (8 connections, p50 {entries['p50']})"
+            f"{entries['rate'] * cap:.0f} entries/s (8 connections, p50 {entries['p50']}); "
+            f"server CPU {100 * entries_cpu:.0f}% of one core"
         )
     finally:
         server.send_signal(signal.SIGTERM)

@@ -56,3 +56,11 @@ def test_fuzzed_certificates_cryptography_accepts(
         got = None
     if expected is not None:
         assert got == expected
+
+
+def test_issuer_name_is_the_raw_issuer_field(test_ca: CtCa, precerts: list[bytes]) -> None:
+    from ctstatus.ctlog.tbs import issuer_name_der
+
+    for certificate in [*precerts, test_ca.plain(), test_ca.issuing_der, test_ca.root_der]:
+        parsed = x509.load_der_x509_certificate(certificate)
+        assert issuer_name_der(certificate) == parsed.issuer.public_bytes()

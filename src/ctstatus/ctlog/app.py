@@ -346,6 +346,8 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 def refused_log(first_bytes: bytes, logs: Mapping[str, CtLog]) -> bool:
     """Whether a request starting with ``first_bytes`` is for a log that is down (refuse)."""
+    if not any(log.faults.faults.down is Down.REFUSE for log in logs.values()):
+        return False
     line = first_bytes.split(b"\r\n", 1)[0]
     pieces = line.split(b" ")
     if len(pieces) < 2 or not pieces[1].startswith(b"/"):

@@ -21,8 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ctstatus.ct.extensions import leaf_index_extensions
 from ctstatus.ct.merkle import leaf_hash
-from ctstatus.ct.sct import sign_timestamped_entry, sign_tree_head
-from ctstatus.ct.structures import MerkleTreeLeaf, SignedTreeHead, TimestampedEntry
+from ctstatus.ct.sct import log_id, sign_tree_head
+from ctstatus.ct.structures import (
+    DigitallySigned,
+    HashAlgorithm,
+    MerkleTreeLeaf,
+    SignatureAlgorithm,
+    SignedCertificateTimestamp,
+    SignedTreeHead,
+    TimestampedEntry,
+    Version,
+    sct_signature_input,
+)
 from ctstatus.ctlog.storage import LogStore, NewEntry
 from ctstatus.ctlog.tree import TreeEdge
 from ctstatus.ctlog.validate import Candidate
@@ -51,6 +61,11 @@ class Sequencer:
     ) -> None:
         self._store = store
         self._signer = signer
+        # Computed once: ct.sct.sign_timestamped_entry would hash the key for every SCT.
+        self._log_id = log_id(signer.public_key())
+        self._sig_alg = (
+            SignatureAlgorithm.ECDSA if signer.algorithm.is_ec else SignatureAlgorithm.RSA
+        )
         self._clock = clock
         self._batch_max = batch_max
         self._linger = linger_ms / 1000
@@ -182,7 +197,14 @@ class Sequencer:
             leaf_input = MerkleTreeLeaf(entry).encode()
             hashed = leaf_hash(leaf_input)
             # 3. Sign the SCT; it leaves the process only after step 4 has committed.
-            sct = sign_timestamped_entry(self._signer, entry).encode()
+            signature = self._signer.sign(sct_signature_input(entry))
+            sct = SignedCertificateTimestamp(
+                Version.V1,
+                self._log_id,
+                timestamp,
+                entry.extensions,
+                DigitallySigned(HashAlgorithm.SHA256, self._sig_alg, signature),
+            ).encode()
             tree.append(hashed, node_rows)
             entries.append(
                 NewEntry(

@@ -249,6 +249,9 @@ class PreparedServer:
                 access_log=False,
                 timeout_graceful_shutdown=server_config.shutdown_timeout_s,
                 backlog=2048,
+                proxy_headers=False,
+                server_header=False,
+                date_header=False,
             )
         )
 

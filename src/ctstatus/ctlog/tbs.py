@@ -65,3 +65,22 @@ def tbs_without_poison(certificate_der: bytes) -> bytes:
     )
     content = data[tbs_body:wrapper_start] + extensions + data[wrapper_end:tbs_end]
     return encode_tlv(TAG_SEQUENCE, content)
+
+
+def issuer_name_der(certificate_der: bytes) -> bytes:
+    """The issuer Name of a parsed certificate, as the DER bytes in its TBSCertificate."""
+    data = certificate_der
+    try:
+        _, tbs_start, _ = _element(data, 0)
+        _, pos, _ = _element(data, tbs_start)
+        fields: list[tuple[int, int]] = []
+        while len(fields) < 4:
+            _, _, end = _element(data, pos)
+            fields.append((pos, end))
+            pos = end
+    except IndexError:
+        raise ValueError("the certificate is truncated") from None
+    # [0] version (optional), serialNumber, signature, issuer
+    first_tag = data[fields[0][0]]
+    start, end = fields[3] if first_tag == 0xA0 else fields[2]
+    return data[start:end]

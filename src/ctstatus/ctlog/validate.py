@@ -35,7 +35,7 @@ from ctstatus.ct.structures import (
     PrecertChainEntry,
 )
 from ctstatus.ctlog.errors import SubmissionError
-from ctstatus.ctlog.tbs import tbs_without_poison
+from ctstatus.ctlog.tbs import issuer_name_der, tbs_without_poison
 
 PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 POISON_VALUE = b"\x05\x00"
@@ -113,6 +113,7 @@ class _Tail:
     """The verified part of a chain above the leaf: issuer first, accepted root last."""
 
     issuer: x509.Certificate
+    issuer_subject: bytes  # DER, to compare with the leaf's issuer field
     chain: tuple[bytes, ...]
     chain_fps: bytes
     issuers: tuple[tuple[bytes, bytes], ...]
@@ -159,7 +160,7 @@ class ChainValidator:
         # Everything above the leaf (verified once, then remembered); then the leaf's signature.
         if len(ders) > 1:
             tail = self._tail(ders[1:])
-            if not _issued_by(leaf, tail.issuer):
+            if not _leaf_issued_by(leaf, leaf_der, tail):
                 raise SubmissionError("chain[0] is not issued by chain[1]")
         else:
             tail = self._root_tail(leaf)
@@ -245,6 +246,7 @@ def _make_tail(issuer: x509.Certificate, chain: list[bytes]) -> _Tail:
         key_hash = None
     return _Tail(
         issuer=issuer,
+        issuer_subject=issuer.subject.public_bytes(),
         chain=tuple(chain),
         chain_fps=b"".join(chain_fps),
         issuers=tuple(zip(chain_fps, chain, strict=True)),
@@ -276,6 +278,21 @@ def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
         else:
             child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _leaf_issued_by(leaf: x509.Certificate, leaf_der: bytes, tail: _Tail) -> bool:
+    """The per-submission signature check, comparing names as raw DER (no Name objects)."""
+    key = tail.issuer.public_key()
+    parameters = leaf.signature_algorithm_parameters
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA)):
+        return _issued_by(leaf, tail.issuer)
+    try:
+        if issuer_name_der(leaf_der) != tail.issuer_subject:
+            return False
+        key.verify(leaf.signature, leaf.tbs_certificate_bytes, parameters)
+    except (ValueError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
