@@ -278,17 +278,15 @@ def start_server(app: Any) -> RunningServer:
 
 
 @pytest.fixture(scope="session")
-def serve() -> Iterator[Callable[[Any], RunningServer]]:
-    running: list[RunningServer] = []
+def serve() -> Callable[[Any], RunningServer]:
+    """``serve(app)``: a running server; the caller stops it."""
+    return start_server
 
-    def go(app: Any) -> RunningServer:
-        started = start_server(app)
-        running.append(started)
-        return started
 
-    yield go
-    for started in running:
-        started.stop()
+@pytest.fixture(scope="session")
+def instance_driver() -> Callable[[Path], InstanceIssuer]:
+    """``instance_driver(dir)``: drive serials of an instance's issuing CA."""
+    return open_instance_issuer
 
 
 # ----------------------------------------------------------------------------------- instances
@@ -307,21 +305,45 @@ def run_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProces
     return result
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def instance_dir(
+InstanceFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_instance_dir(
     request: pytest.FixtureRequest, database_factory: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """A real instance (``init_instance``), its ledger on each backend."""
+) -> Iterator[InstanceFactory]:
+    """``make_instance_dir(backend, signer="ca")``: a real instance (``init_instance``), made once
+    per (backend, signer) for the session, its ledger on that backend."""
+    from contextlib import ExitStack
+
     from ctstatus.ca.bootstrap import init_instance
     from ctstatus.config import new_instance_config
 
-    with database_factory(request.param) as url:
-        directory = tmp_path_factory.mktemp(f"instance-{request.param}") / "ca"
-        config = new_instance_config(
-            organization="ctstatus Test", country="DE", base_url=BASE, ledger_url=url
-        )
-        init_instance(directory, config)
-        yield directory
+    made: dict[tuple[str, str], Path] = {}
+    with ExitStack() as stack:
+
+        def make(backend: str, signer: str = "ca") -> Path:
+            if (backend, signer) not in made:
+                if backend == "postgresql":
+                    request.getfixturevalue("postgres_admin")  # skip or fail as configured
+                url = stack.enter_context(database_factory(backend))
+                directory = tmp_path_factory.mktemp(f"instance-{backend}-{signer}") / "ca"
+                config = new_instance_config(
+                    organization="ctstatus Test", country="DE", base_url=BASE, ledger_url=url
+                )
+                config = config.model_copy(
+                    update={"ocsp": config.ocsp.model_copy(update={"signer": signer})}
+                )
+                made[(backend, signer)] = init_instance(directory, config).directory
+            return made[(backend, signer)]
+
+        yield make
+
+
+@pytest.fixture(params=BACKENDS)
+def instance_dir(request: pytest.FixtureRequest, make_instance_dir: InstanceFactory) -> Path:
+    """A real instance whose issuing CA signs OCSP itself, on each backend."""
+    return make_instance_dir(request.param)
 
 
 @dataclass
@@ -331,8 +353,8 @@ class InstanceIssuer(TestIssuer):
     directory: Path = Path()
 
 
-@pytest.fixture
-def instance_issuer(instance_dir: Path) -> Iterator[InstanceIssuer]:
+def open_instance_issuer(instance_dir: Path) -> InstanceIssuer:
+    """Drive serials of the instance's issuing CA (close ``.ledger`` when done)."""
     from ctstatus.instance import Instance
 
     instance = Instance.open(instance_dir)
@@ -342,7 +364,7 @@ def instance_issuer(instance_dir: Path) -> Iterator[InstanceIssuer]:
     ledger = instance.open_ledger()
     issuer = ledger.issuer_by_name(ca.name)
     assert issuer is not None
-    yield InstanceIssuer(
+    return InstanceIssuer(
         ledger,
         issuer,
         signer,
@@ -351,4 +373,10 @@ def instance_issuer(instance_dir: Path) -> Iterator[InstanceIssuer]:
         crl_shards=instance.config.profiles.tls_server.crl_shards,
         directory=instance_dir,
     )
-    ledger.close()
+
+
+@pytest.fixture
+def instance_issuer(instance_dir: Path) -> Iterator[InstanceIssuer]:
+    driver = open_instance_issuer(instance_dir)
+    yield driver
+    driver.ledger.close()

@@ -2,8 +2,8 @@
 
 Profile (BR §7.1.2.8, spec-digest §3.5): issued directly by the CA whose certificates it answers
 for; EKU exactly id-kp-OCSPSigning; id-pkix-ocsp-nocheck with extnValue ``05 00``; keyUsage
-digitalSignature only, critical; AKI; no SAN, no CRLDP, no AIA, no policies, no SKI (NOT
-RECOMMENDED); notBefore backdated one hour (the BR allow at most one day); a lifetime of days.
+digitalSignature only, critical; AKI; SKI (SHOULD); no SAN, no CRLDP, no AIA, no policies;
+notBefore backdated one hour (the BR allow at most one day); a lifetime of days.
 
 A responder signs only while it has at least one full response validity left (responses'
 nextUpdate must not pass its notAfter, MRSP §6), and a successor is issued once less than
@@ -88,6 +88,7 @@ def responder_profile(
             ),
             critical=True,
         )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
 

@@ -90,6 +90,11 @@ class LedgerFeed:
         return changes
 
     @property
+    def max_seen(self) -> int:
+        """The highest journal id read so far."""
+        return self._max_seen or 0
+
+    @property
     def gaps(self) -> int:
         """How many skipped ids are still awaited (for metrics and tests)."""
         return len(self._gaps)

@@ -1,7 +1,8 @@
 """The OCSP responder: from request bytes to response bytes and headers, answering from the ledger.
 
-Hot path: parse the request, find the issuer in memory, find the serial's answer in memory (kept
-current by the ledger feed), send precomputed bytes. On a miss: one read of the serial and its
+Hot path: parse the request, find the issuer in memory, make sure memory has seen every ledger
+change (``catch_up``: a cheap check, see ``freshness.py``), find the serial's answer in memory,
+send precomputed bytes. On a miss: one read of the serial and its
 stored responses; a stored response is served only if it was signed for a state with the same
 answer as the ledger's current one and its refresh time has not passed; otherwise a new one is
 signed live, with at most ``live_signing_limit`` signings at a time (beyond that: ``tryLater``),
@@ -79,6 +80,8 @@ class OcspResponder:
         presigner: Presigner,
         cache: ResponseCache,
         settings: ResponderSettings = ResponderSettings(),
+        *,
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -91,6 +94,7 @@ class OcspResponder:
         self._pending: dict[tuple[Key, str], asyncio.Future[Reply]] = {}
         self._signing = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._catch_up = catch_up
 
     # ------------------------------------------------------------------------------ hot path
 
@@ -106,6 +110,8 @@ class OcspResponder:
         if issuer is None:
             return UNAUTHORIZED
         key = (issuer.id, query.serial)
+        if self._catch_up is not None:
+            self._catch_up()  # apply any ledger change memory has not seen yet
         entry = self.cache.entries.get(key)
         if entry is not None:
             if entry.unauthorized:

@@ -2,8 +2,9 @@
 
 Background tasks, each isolated so that a failure is logged and retried, never fatal:
 
-* feed (every ``poll_interval``): drop cached answers the ledger changed, sign new responses for
-  those serials at once, learn new issuers, pick up newly published CRLs;
+* feed (every ``poll_interval``, and at once on a PostgreSQL notification): drop cached answers
+  the ledger changed, sign new responses for those serials at once, learn new issuers, pick up
+  newly published CRLs (on SQLite the responder also catches up before every lookup);
 * sweep (every ``sweep_interval``): sign missing and due responses (half-life refresh);
 * identities (every ``identity_interval``): rescan and rotate delegated responder certificates;
 * CRL publisher (every ``check_interval``): publish the CRLs that are due.
@@ -14,6 +15,7 @@ The ``*_once`` methods are what the loops call; tests call them directly with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,8 @@ from ctstatus.status.cache import ResponseCache
 from ctstatus.status.crl_publisher import CrlPublisher, Published
 from ctstatus.status.crl_serving import CrlShelf
 from ctstatus.status.db import load_issuers
-from ctstatus.status.feed import LedgerFeed
+from ctstatus.status.feed import Change, LedgerFeed
+from ctstatus.status.freshness import SqliteDataVersion, listen
 from ctstatus.status.identities import IdentitySource
 from ctstatus.status.issuers import IssuerIndex
 from ctstatus.status.presign import Presigner, to_served
@@ -66,8 +69,21 @@ class StatusService:
         self.cache = ResponseCache()
         self.feed = LedgerFeed(engine)
         self.presigner = Presigner(identities.identity, settings.validity)
+        self._gate = SqliteDataVersion(engine) if engine.dialect.name == "sqlite" else None
+        self._wake = asyncio.Event()
+        self._sign_wake = asyncio.Event()
+        self.applied_through = 0
+        """The journal id up to which memory has applied changes (for tests and metrics)."""
+        self._to_sign: dict[tuple[int, int], None] = {}
+        self._new_issuer = False
         self.responder = OcspResponder(
-            engine, clock, self.issuers, self.presigner, self.cache, settings.responder
+            engine,
+            clock,
+            self.issuers,
+            self.presigner,
+            self.cache,
+            settings.responder,
+            catch_up=self.catch_up if self._gate is not None else None,
         )
         self.refresher = Refresher(engine, self.presigner, self.issuers.by_id, settings.hash_names)
         self.crls = CrlShelf(engine)
@@ -86,9 +102,12 @@ class StatusService:
     async def start(self) -> None:
         await asyncio.to_thread(self.prepare)
         loops: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
-            ("feed", self.settings.poll_interval, self.poll_once),
             ("identities", self.settings.identity_interval, self._identities_once),
         ]
+        self._tasks.append(asyncio.create_task(self._feed_loop()))
+        self._tasks.append(asyncio.create_task(self._sign_loop()))
+        if self.engine.dialect.name == "postgresql":
+            self._tasks.append(asyncio.create_task(listen(self.engine, self._wake)))
         if self.settings.refresher:
             loops.append(("sweep", self.settings.sweep_interval, self.sweep_all))
         if self.publisher is not None:
@@ -103,6 +122,37 @@ class StatusService:
         self._tasks.clear()
         await self.responder.drain()
         self.identities.close()
+        if self._gate is not None:
+            self._gate.close()
+
+    async def _feed_loop(self) -> None:
+        """Poll every ``poll_interval``, or at once when a notification says something changed.
+
+        Signing runs in a task of its own, so a batch of signatures never delays the next read
+        of the journal (which is what keeps memory current).
+        """
+        while True:
+            try:
+                if await self.apply_changes():
+                    self._sign_wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("status feed task failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            self._wake.clear()
+
+    async def _sign_loop(self) -> None:
+        while True:
+            await self._sign_wake.wait()
+            self._sign_wake.clear()
+            try:
+                await self.sign_changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("status signing task failed")
 
     async def _loop(
         self, name: str, interval: float, step: Callable[[], Awaitable[object]]
@@ -131,29 +181,58 @@ class StatusService:
     async def _identities_once(self) -> None:
         await asyncio.to_thread(self.refresh_identities)
 
-    def _poll_sync(self) -> tuple[list[tuple[int, int]], bool, bool]:
-        changes = self.feed.poll()
-        keys = [(c.issuer_id, c.serial) for c in changes if c.serial is not None]
-        new_issuer = any(c.serial is None for c in changes)
+    def catch_up(self) -> None:
+        """SQLite, on the event loop: if anyone committed since we last read the journal, read
+        it now and drop what changed, so memory never answers for an older ledger state."""
+        gate = self._gate
+        if gate is not None and gate.changed():
+            gate.mark()
+            self._apply(self.feed.poll())
+            self.applied_through = self.feed.max_seen
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.serial is None:
+                self._new_issuer = True
+                continue
+            key = (change.issuer_id, change.serial)
+            self.cache.invalidate(key)
+            self._to_sign[key] = None
+
+    def _poll_sideline(self, new_issuer: bool) -> None:
         if new_issuer:
             self._reload_issuers()
-        crl_changed = self.crls.changed()
-        if crl_changed:
+            self.refresh_identities()
+        if self.crls.changed():
             self.crls.reload()
-        return list(dict.fromkeys(keys)), new_issuer, crl_changed
+
+    async def apply_changes(self) -> list[tuple[int, int]]:
+        """Drop what the ledger journal says changed; return the (issuer, serial) keys."""
+        if self._gate is not None:
+            self._gate.mark()
+            self._apply(self.feed.poll())  # SQLite: local and fast, and ordered with catch_up
+        else:
+            self._apply(await asyncio.to_thread(self.feed.poll))
+        new_issuer, self._new_issuer = self._new_issuer, False
+        await asyncio.to_thread(self._poll_sideline, new_issuer)
+        self.cache.prune()
+        self.applied_through = self.feed.max_seen
+        return list(self._to_sign)
+
+    async def sign_changed(self) -> int:
+        """Sign (and keep in memory) the responses of serials whose status changed."""
+        keys, self._to_sign = list(self._to_sign), {}
+        if not keys or not self.settings.refresher:
+            return 0
+        token = self.cache.token()
+        signed = await asyncio.to_thread(self.refresher.changed, keys, self.clock())
+        self._remember(signed, token, only_cached=False)
+        return len(signed)
 
     async def poll_once(self) -> list[tuple[int, int]]:
-        """Apply what the ledger journal says changed; return the (issuer, serial) keys."""
-        keys, new_issuer, _ = await asyncio.to_thread(self._poll_sync)
-        for key in keys:
-            self.cache.invalidate(key)
-        if new_issuer:
-            await asyncio.to_thread(self.refresh_identities)
-        if keys and self.settings.refresher:
-            token = self.cache.token()
-            signed = await asyncio.to_thread(self.refresher.changed, keys, self.clock())
-            self._remember(signed, token, only_cached=False)
-        self.cache.prune()
+        """:meth:`apply_changes` then :meth:`sign_changed` (the loops run them separately)."""
+        keys = await self.apply_changes()
+        await self.sign_changed()
         return keys
 
     def _remember(self, signed: list[Signed], token: int, *, only_cached: bool) -> None:

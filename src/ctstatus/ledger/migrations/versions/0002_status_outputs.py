@@ -8,6 +8,11 @@ Both tables are caches or outputs derived from ``serials``, never the truth: the
 check every stored response against the serial's current state before serving it, and a CRL is
 rebuilt from the ledger each time it is published. So unlike the ledger's own tables they may be
 updated (a refreshed response replaces the old one) and no trigger guards them.
+
+On PostgreSQL an AFTER INSERT statement trigger on ``events`` sends ``NOTIFY ctstatus_events``
+(no payload, no data change), so every responder learns of a status change within milliseconds
+(``ctstatus.status.freshness``). It is deliberately not named ``ctstatus_*``: the ledger's
+trigger inventory (``triggers.py``) covers only its own guards.
 """
 
 from __future__ import annotations
@@ -85,6 +90,16 @@ def upgrade() -> None:
         sa.CheckConstraint("this_update < next_update", name=op.f("ck_crls_times")),
     )
     op.create_index("ix_crls_issuer_id_shard_id", "crls", ["issuer_id", "shard", "id"])
+
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION status_notify_events() RETURNS trigger LANGUAGE plpgsql AS "
+            "$body$ BEGIN PERFORM pg_notify('ctstatus_events', ''); RETURN NULL; END $body$"
+        )
+        op.execute(
+            "CREATE TRIGGER status_notify_events AFTER INSERT ON events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION status_notify_events()"
+        )
 
 
 def downgrade() -> None:
