@@ -200,8 +200,9 @@ def main() -> None:
 
         spy = None
         if options.profile:
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen(
-                [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid), "--format", "raw", "--gil",
+                [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--gil",
                  "-o", str(work / "profile.txt"), "--duration", str(options.seconds)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -264,19 +265,20 @@ def print_profile(path: Path) -> None:
     own: dict[str, int] = {}
     overall = 0
     for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _, text = line.rpartition(" ")
         frames = stack.split(";")
-        overall += int(count)
-        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        samples = int(text)
+        overall += samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
         for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+            inclusive[frame] = inclusive.get(frame, 0) + samples
     print("py-spy self time (top 20):")
-    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:20]:
-        print(f"  {100 * count / overall:5.1f}%  {frame[:140]}")
+    for frame, samples in sorted(own.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {100 * samples / overall:5.1f}%  {frame[:140]}")
     print("py-spy inclusive time, ctstatus functions (top 20):")
     ours = {f: c for f, c in inclusive.items() if "ctstatus/" in f}
-    for frame, count in sorted(ours.items(), key=lambda item: -item[1])[:20]:
-        print(f"  {100 * count / overall:5.1f}%  {frame[:140]}")
+    for frame, samples in sorted(ours.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {100 * samples / overall:5.1f}%  {frame[:140]}")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,17 @@ def test_garbage_bodies(server: RunningServer, body: bytes, text: str) -> None:
     expect_error(post(server, body), text=text)
 
 
+def test_unsupported_certificate_version(server: RunningServer, test_ca: CtCa) -> None:
+    # cryptography raises InvalidVersion (not a ValueError) for a v2 certificate.
+    plain = test_ca.plain()
+    v2 = plain.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020101"), 1)
+    assert v2 != plain
+    response = server.submit(LOG, [v2, test_ca.issuing_der], precert=False)
+    expect_error(response, text="not a DER X.509 certificate")
+    response = server.submit(LOG, [test_ca.plain(), v2], precert=False)
+    expect_error(response, text="chain[1]")
+
+
 def test_too_long_chain(server: RunningServer, test_ca: CtCa) -> None:
     chain = [test_ca.plain()] + [test_ca.issuing_der] * 8
     expect_error(server.submit(LOG, chain, precert=False), text="longer")
@@ -233,7 +244,7 @@ def test_bad_query_parameters(server: RunningServer, path: str, status: int) -> 
 # --- fuzzing: nothing a client sends gives a 5xx ---
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

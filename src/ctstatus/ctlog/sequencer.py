@@ -80,6 +80,7 @@ class Sequencer:
         self._tree = TreeEdge()
         self._last_entry_ms = 0
         self._last_sth_ms = 0
+        self._known_issuers: set[bytes] = set()  # fingerprints already stored
         self.committed_size = 0
 
     async def start(self) -> SignedTreeHead | None:
@@ -217,12 +218,13 @@ class Sequencer:
                     sct,
                 )
             )
-            issuers.extend(candidate.issuers)
+            issuers.extend(i for i in candidate.issuers if i[0] not in self._known_issuers)
             scts.append(sct)
         # 4. Entries, tree nodes, issuers and tree state: one durable transaction.
         self._store.append(entries, node_rows, issuers, tree)
         # 5. Only now is the batch part of the log.
         self._tree = tree
+        self._known_issuers.update(fingerprint for fingerprint, _ in issuers)
         self._last_entry_ms = timestamp
         self.committed_size = tree.size
         return scts

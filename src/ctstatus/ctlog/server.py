@@ -60,7 +60,7 @@ def load_roots(paths: list[Path], what: str) -> list[x509.Certificate]:
                 roots.extend(x509.load_pem_x509_certificates(data))
             else:
                 roots.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise ConfigError(f"{what}: {path} holds no readable certificate ({exc})") from None
     return roots
 

@@ -38,6 +38,16 @@ from ctstatus.ctlog.errors import SubmissionError
 from ctstatus.ctlog.tbs import issuer_name_der, tbs_without_poison
 
 PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
+# What cryptography may raise on hostile certificates; several are not ValueErrors.
+_CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 POISON_VALUE = b"\x05\x00"
 _VERIFIED_CACHE_SIZE = 4096
 
@@ -140,6 +150,14 @@ class ChainValidator:
 
     def validate(self, ders: list[bytes], *, precert: bool) -> Candidate:
         """Check the chain and the (pre)certificate rules; build the entry candidate."""
+        try:
+            return self._validate(ders, precert=precert)
+        except _CERTIFICATE_ERRORS as exc:
+            # A safety net: cryptography refusing some part of a hostile certificate that the
+            # checks above did not anticipate is still the client's problem, never a 500.
+            raise SubmissionError(f"a certificate cannot be processed: {exc}") from None
+
+    def _validate(self, ders: list[bytes], *, precert: bool) -> Candidate:
         leaf_der = ders[0]
         leaf = _load(leaf_der, 0)
         poison, has_sct_list = _ct_extensions(leaf, leaf_der)
@@ -258,7 +276,7 @@ def _make_tail(issuer: x509.Certificate, chain: list[bytes]) -> _Tail:
 def _load(item: bytes, index: int) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(item)
-    except ValueError:
+    except _CERTIFICATE_ERRORS:
         raise SubmissionError(f"chain[{index}] is not a DER X.509 certificate") from None
 
 
@@ -277,22 +295,22 @@ def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
             key.verify(child.signature, child.tbs_certificate_bytes, parameters)
         else:
             child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except _CERTIFICATE_ERRORS:
         return False
     return True
 
 
 def _leaf_issued_by(leaf: x509.Certificate, leaf_der: bytes, tail: _Tail) -> bool:
     """The per-submission signature check, comparing names as raw DER (no Name objects)."""
-    key = tail.issuer.public_key()
-    parameters = leaf.signature_algorithm_parameters
-    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA)):
-        return _issued_by(leaf, tail.issuer)
     try:
+        key = tail.issuer.public_key()
+        parameters = leaf.signature_algorithm_parameters
+        if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA)):
+            return _issued_by(leaf, tail.issuer)
         if issuer_name_der(leaf_der) != tail.issuer_subject:
             return False
         key.verify(leaf.signature, leaf.tbs_certificate_bytes, parameters)
-    except (ValueError, InvalidSignature, UnsupportedAlgorithm):
+    except _CERTIFICATE_ERRORS:
         return False
     return True
 
@@ -305,7 +323,7 @@ def _ct_extensions(leaf: x509.Certificate, leaf_der: bytes) -> tuple[der.Extensi
     """
     try:
         extensions = leaf.extensions
-    except ValueError:
+    except _CERTIFICATE_ERRORS:
         extensions = None
     if extensions is not None:
         poison: der.Extension | None = None
@@ -333,7 +351,7 @@ def _identity(entry_type: LogEntryType, key_hash: bytes, signed_entry: bytes) ->
 def _is_ca(certificate: x509.Certificate) -> bool:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *_CERTIFICATE_ERRORS):
         return False
     return constraints.value.ca
 
@@ -341,6 +359,6 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 def _is_precert_signing_certificate(certificate: x509.Certificate) -> bool:
     try:
         usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *_CERTIFICATE_ERRORS):
         return False
     return PRECERT_SIGNING_EKU in usage.value
