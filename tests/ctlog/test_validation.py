@@ -205,7 +205,9 @@ def test_oversized_body_is_refused_before_it_is_read(server: RunningServer) -> N
 
 def test_content_type_and_method(server: RunningServer) -> None:
     expect_error(post(server, b'{"chain": []}', "text/plain"), 415, "application/json")
-    expect_error(server.client.get(server.url(LOG, "ct/v1/add-chain")), 405, "POST")
+    response = server.client.get(server.url(LOG, "ct/v1/add-chain"))
+    expect_error(response, 405, "POST")
+    assert response.headers["allow"] == "POST"
     expect_error(server.client.post(server.url(LOG, "ct/v1/get-sth")), 405, "GET")
     expect_error(server.client.get(server.url(LOG, "ct/v1/nothing")), 404)
     expect_error(server.client.get(f"{server.base_url}/nolog/ct/v1/get-sth"), 404)

@@ -144,7 +144,7 @@ class CtLogApp:
         try:
             response = await self._route(scope, receive)
         except RequestError as exc:
-            response = _error(exc.status, exc.message)
+            response = _error(exc.status, exc.message, exc.headers)
         except SequencerError as exc:
             response = _error(503, str(exc))
         except _ClientGone:
@@ -333,7 +333,11 @@ class CtLogApp:
 
 def _require(method: str, expected: str) -> None:
     if method != expected:
-        raise RequestError(f"method {method} not allowed here; use {expected}", 405)
+        raise RequestError(
+            f"method {method} not allowed here; use {expected}",
+            405,
+            [(b"allow", expected.encode())],
+        )
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

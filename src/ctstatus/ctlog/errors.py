@@ -6,10 +6,13 @@ from __future__ import annotations
 class RequestError(Exception):
     """A request the log refuses or cannot answer as asked (always a 4xx or a 503)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self, message: str, status: int = 400, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers
 
 
 class ReadError(RequestError):
