@@ -30,6 +30,7 @@ from ctstatus.ctlog.errors import RequestError
 from ctstatus.ctlog.faults import Down, Faults
 from ctstatus.ctlog.sequencer import SequencerError
 from ctstatus.ctlog.service import CtLog
+from ctstatus.errors import UserError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -165,6 +166,10 @@ class CtLogApp:
                         await log.start()
                     if self._on_started is not None:
                         self._on_started()
+                except UserError as exc:  # said in one line, no traceback
+                    logger.error("start-up failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:
                     logger.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -272,6 +272,11 @@ class PreparedServer:
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``server.should_exit``)."""
         self.server.run(sockets=[self.sock])
+        if not self.server.started:
+            raise UserError(
+                "the log server failed to start (see the error above)",
+                "check the data directory and the logs' databases",
+            )
 
 
 def serve(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ctstatus.ct.structures import DigitallySigned, SignedTreeHead
 from ctstatus.ctlog.tree import TreeEdge
+from ctstatus.errors import UserError
 
 SCHEMA_VERSION = 1
 
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS tree (
 """
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """The database is not this log's, or is inconsistent."""
 
 
