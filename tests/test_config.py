@@ -169,3 +169,24 @@ def test_documentation_covers_every_option() -> None:
 def test_parse_config_reports_missing_sections() -> None:
     with pytest.raises(ConfigError, match="missing key 'ca'"):
         parse_config({}, source="test")
+
+
+def test_no_value_under_a_secret_looking_key_is_ever_echoed() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from ctstatus.config import describe_validation_error
+
+    class Model(BaseModel):
+        key_passphrase: int
+        db_password_file: int
+        common_name: int
+
+    try:
+        Model.model_validate(
+            {"key_passphrase": "hunter2", "db_password_file": "swordfish", "common_name": "x"}
+        )
+    except ValidationError as exc:
+        text = describe_validation_error(exc, "test.toml")
+    assert "hunter2" not in text
+    assert "swordfish" not in text
+    assert "(got 'x')" in text

@@ -267,14 +267,18 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source), "see docs/configuration.md") from None
+        raise ConfigError(
+            describe_validation_error(exc, source), "see docs/configuration.md"
+        ) from None
 
 
-# Values under these keys are never echoed in errors: they are, or may contain, secrets.
-_SECRET_KEYS = {"passphrase", "password", "pin", "url"}
+# A value is never echoed in an error when a part of its key contains one of these: it is, or
+# may contain, a secret (a passphrase, a PIN, a password inside a URL, a secret source).
+_SECRET_KEY_PARTS = ("passphrase", "password", "pin", "secret", "token", "url", "env", "file")
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming ``source`` and every dotted key that is wrong, never echoing a secret."""
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -285,9 +289,10 @@ def _describe(exc: ValidationError, source: str) -> str:
         else:
             message = re.sub(r"^Value error, ", "", error["msg"])
             shown = error["input"]
-            if _SECRET_KEYS & {str(part) for part in error["loc"]} or not isinstance(
-                shown, str | int | float | bool
-            ):
+            secret = any(
+                word in str(part).lower() for part in error["loc"] for word in _SECRET_KEY_PARTS
+            )
+            if secret or not isinstance(shown, str | int | float | bool):
                 problems.append(f"{key}: {message}")
             else:
                 problems.append(f"{key}: {message} (got {shown!r})")

@@ -8,7 +8,6 @@ One file describes the listener and any number of logs (``[[log]]``). Every key 
 from __future__ import annotations
 
 import ipaddress
-import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ctstatus.config import describe_validation_error
 from ctstatus.ctlog.faults import Faults
 from ctstatus.errors import ConfigError
 from ctstatus.secrets import SecretSource
@@ -150,35 +150,11 @@ class LoadedConfig(BaseModel):
         return value if value.is_absolute() else self.base_dir / value
 
 
-# Values under these keys are never echoed in errors: they are, or may hold, secrets.
-_SECRET_KEYS = {"key_passphrase", "passphrase", "env", "file"}
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    """One line naming the file and every dotted key that is wrong (secrets not echoed)."""
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key!r}")
-        elif error["type"] == "missing":
-            problems.append(f"missing key {key!r}")
-        else:
-            message = re.sub(r"^Value error, ", "", error["msg"])
-            shown = error["input"]
-            hidden = _SECRET_KEYS & {str(part) for part in error["loc"]}
-            if hidden or not isinstance(shown, str | int | float | bool):
-                problems.append(f"{key}: {message}")
-            else:
-                problems.append(f"{key}: {message} (got {shown!r})")
-    return f"{source}: " + "; ".join(problems)
-
-
 def parse_log_server_config(data: dict[str, Any], *, source: str) -> LogServerConfig:
     try:
         return LogServerConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source), "see docs/ctlog.md") from None
+        raise ConfigError(describe_validation_error(exc, source), "see docs/ctlog.md") from None
 
 
 def load_log_server_config(path: Path) -> LoadedConfig:
