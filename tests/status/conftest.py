@@ -186,6 +186,12 @@ def new_test_issuer(
     return TestIssuer(ledger, issuer, signer, certificate, name)
 
 
+@pytest.fixture(scope="session")
+def issuer_factory() -> Callable[..., TestIssuer]:
+    """``issuer_factory(ledger)``: a fresh CA in ``ledger`` (for module-scoped fixtures)."""
+    return new_test_issuer
+
+
 @pytest.fixture
 def make_issuer(status_engine: sa.Engine) -> Callable[..., TestIssuer]:
     """``make_issuer(clock=system_clock, algorithm=...)``: a fresh CA in the module's ledger."""
@@ -223,6 +229,32 @@ def make_service(status_engine: sa.Engine) -> Iterator[Callable[..., StatusServi
     yield make
     for service in made:
         asyncio.run(service.responder.drain())
+
+
+# ------------------------------------------------------------------------------------ pkilint
+
+
+def run_pkilint(tool: str, *args: str | Path) -> tuple[int, str]:
+    """Run pkilint's command-line tool ``tool`` (e.g. ``lint_crl``) with ``args``; (exit, output).
+
+    The tool's own ``main`` runs in this process -- the exact code path of the command, without
+    paying its one-second start-up for every document.
+    """
+    import contextlib
+    import importlib
+    import io
+
+    main = importlib.import_module(f"pkilint.bin.{tool}").main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([str(a) for a in args])
+    return int(code), out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def pkilint() -> Callable[..., tuple[int, str]]:
+    """``pkilint("lint_crl", "lint", "-t", "CRL", "-p", "BR", path)`` -> (exit code, output)."""
+    return run_pkilint
 
 
 # ------------------------------------------------------------------------------------ servers
@@ -290,6 +322,12 @@ def instance_driver() -> Callable[[Path], InstanceIssuer]:
 
 
 # ----------------------------------------------------------------------------------- instances
+
+
+@pytest.fixture(scope="session")
+def run_ctstatus() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_ctstatus(*args, check=True)``: the ``ctstatus`` command in a process of its own."""
+    return run_cli
 
 
 def run_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:

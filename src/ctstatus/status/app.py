@@ -19,6 +19,7 @@ from ctstatus.status.crl_serving import ServedCrl
 from ctstatus.status.http import (
     OCSP_REQUEST,
     PKIX_CERT,
+    BadContentLength,
     BodyTooLarge,
     Headers,
     Receive,
@@ -142,6 +143,9 @@ class StatusApp:
             body = await read_body(scope, receive, self._limit)
         except BodyTooLarge:
             await send_text(send, 413, f"an OCSP request is at most {self._limit} bytes\n")
+            return
+        except BadContentLength:
+            await send_text(send, 400, "invalid Content-Length\n")
             return
         content_type = header(scope, b"content-type")
         if content_type is None or content_type.split(b";")[0].strip().lower() != OCSP_REQUEST:

@@ -73,6 +73,10 @@ class BodyTooLarge(Exception):
     """The request body exceeds the limit; raised before the rest is read."""
 
 
+class BadContentLength(Exception):
+    """The Content-Length header is not a non-negative decimal number."""
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body, refusing (BodyTooLarge) as soon as it exceeds ``limit`` bytes.
 
@@ -80,11 +84,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """
     declared = header(scope, b"content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BodyTooLarge
-        except ValueError:
-            raise BodyTooLarge from None
+        if not declared.isdigit():
+            raise BadContentLength
+        if int(declared) > limit:
+            raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -48,6 +48,7 @@ def parse_request(der: bytes) -> CertIdQuery:
     """
     try:
         request = ocsp.load_der_ocsp_request(der)
+        _ = request.extensions  # parsed lazily: refuse duplicates and bad encodings here
         name = request.hash_algorithm.name
         query = (request.issuer_name_hash, request.issuer_key_hash, request.serial_number)
     except UnsupportedAlgorithm as exc:
@@ -73,7 +74,7 @@ def decode_get_path(path: bytes, prefixes: tuple[bytes, ...] = ()) -> bytes:
     ``0x30``, so its base64 starts with ``M`` and never with ``/``.
     """
     for prefix in prefixes:
-        if path.startswith(prefix + b"/"):
+        if path == prefix or path.startswith(prefix + b"/"):
             path = path[len(prefix) :]
             break
     encoded = unquote_to_bytes(path.lstrip(b"/")).translate(_URLSAFE)

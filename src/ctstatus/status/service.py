@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from ctstatus.errors import UserError
 from ctstatus.status.cache import ResponseCache
 from ctstatus.status.crl_publisher import CrlPublisher, Published
 from ctstatus.status.crl_serving import CrlShelf
@@ -174,9 +175,13 @@ class StatusService:
                 self.issuers.add(issuer)
 
     def refresh_identities(self) -> None:
+        """Prepare or rotate each issuer's signer; one issuer's failure does not stop the rest."""
         now = self.clock()
         for issuer in list(self.issuers):
-            self.identities.refresh(issuer, now)
+            try:
+                self.identities.refresh(issuer, now)
+            except UserError as exc:
+                log.error("cannot prepare the OCSP signer of %s: %s", issuer.name, exc)
 
     async def _identities_once(self) -> None:
         await asyncio.to_thread(self.refresh_identities)
