@@ -220,6 +220,33 @@ class CrlConfig(_Section):
         return self
 
 
+AbandonReason = Literal[
+    "unspecified", "superseded", "cessationOfOperation", "privilegeWithdrawn", "affiliationChanged"
+]
+
+
+class IssuanceConfig(_Section):
+    """Issuance: which CT logs, which policy, and what happens to abandoned precertificates."""
+
+    log_list: Path | None = None
+    ct_policy: Literal["chrome", "apple"] = "chrome"
+    ct_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 20.0
+    ct_stagger_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    abandon: Literal["revoke", "keep"] = "revoke"
+    abandon_reason: AbandonReason = "unspecified"
+    lint: bool = True
+    recover_grace_seconds: Annotated[int, Field(ge=60, le=86_400)] = 600
+
+    @model_validator(mode="after")
+    def _check(self) -> IssuanceConfig:
+        if self.recover_grace_seconds < 2 * self.ct_deadline_seconds:
+            raise ValueError(
+                "issuance.recover_grace_seconds must be at least twice ct_deadline_seconds, so "
+                "recover never settles a serial whose attempt is still running"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole instance configuration."""
 
@@ -230,6 +257,7 @@ class Config(_Section):
     profiles: ProfilesConfig = ProfilesConfig()
     ocsp: OcspConfig = OcspConfig()
     crl: CrlConfig = CrlConfig()
+    issuance: IssuanceConfig = IssuanceConfig()
 
     @model_validator(mode="after")
     def _check_keys(self) -> Config:
@@ -371,6 +399,7 @@ def render_config(config: Config) -> str:
         "",
         *_render_ocsp(config.ocsp),
         *_render_crl(config.crl),
+        *_render_issuance(config.issuance),
     ]
     return "\n".join(lines)
 
@@ -400,6 +429,26 @@ def _render_ocsp(ocsp: OcspConfig) -> list[str]:
     ]
 
 
+def _render_issuance(issuance: IssuanceConfig) -> list[str]:
+    log_list = (
+        f"log_list = {_toml_str(str(issuance.log_list))}"
+        if issuance.log_list is not None
+        else '# log_list = "ct/log_list.json"   # v3 log list of the logs to submit to'
+    )
+    return [
+        "[issuance]",
+        log_list,
+        f"ct_policy = {_toml_str(issuance.ct_policy)}   # chrome or apple",
+        f"ct_deadline_seconds = {issuance.ct_deadline_seconds}",
+        f"ct_stagger_seconds = {issuance.ct_stagger_seconds}",
+        f"abandon = {_toml_str(issuance.abandon)}   # revoke or keep an abandoned precertificate",
+        f"abandon_reason = {_toml_str(issuance.abandon_reason)}",
+        f"lint = {_toml_bool(issuance.lint)}",
+        f"recover_grace_seconds = {issuance.recover_grace_seconds}",
+        "",
+    ]
+
+
 def _render_crl(crl: CrlConfig) -> list[str]:
     return [
         "[crl]",
@@ -425,6 +474,7 @@ def new_instance_config(
     pkcs11_module: Path | None = None,
     pkcs11_token: str | None = None,
     pkcs11_pin_env: str = "CTSTATUS_PKCS11_PIN",
+    log_list: Path | None = None,
 ) -> Config:
     """The configuration ``ctstatus init`` writes, from its command-line options.
 
@@ -464,6 +514,8 @@ def new_instance_config(
         },
         "urls": {"base": base_url},
     }
+    if log_list is not None:
+        data["issuance"] = {"log_list": str(log_list)}
     if ledger_password_env is not None:
         data["ledger"]["password"] = {"env": ledger_password_env}
     if pkcs11_token is None:

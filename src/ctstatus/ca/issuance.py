@@ -159,6 +159,10 @@ class IssuingCa:
         self._lint_signer = InProcessSigner(throwaway_key(signer.algorithm))
         self._issuer_der = settings.issuer_certificate.public_bytes(Encoding.DER)
 
+    def close(self) -> None:
+        """Release the issuing key (a token session)."""
+        self._signer.close()
+
     async def issue(self, request: IssuanceRequest) -> IssuanceResult:
         """The critical sequence; see the module docstring for the numbered steps."""
         timings: dict[str, float] = {}

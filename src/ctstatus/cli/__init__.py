@@ -20,6 +20,7 @@ from ctstatus.cli import ocsp as ocsp_commands
 from ctstatus.cli.check import check_command
 from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
+from ctstatus.cli.issue import issue_command, recover_command
 from ctstatus.cli.revoke import revoke_command
 from ctstatus.errors import UserError
 
@@ -36,6 +37,8 @@ Start here:
   ctstatus init DIR          create an instance: config, keys, root + issuing CA, ledger
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
   ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
+  ctstatus -i DIR issue N…   precertificate → CT logs → certificate for names N (or --csr)
+  ctstatus -i DIR recover    settle serials a crash left mid-issuance
   ctstatus -i DIR ledger …   schema migrations and the state of the ledger
   ctstatus ct …              check a certificate's SCTs, read CT logs (STH, entries, tiles)
   ctstatus -i DIR ocsp serve the OCSP responder and the CRLs over HTTP
@@ -60,6 +63,8 @@ app.add_typer(ct_commands.app, name="ct")
 app.add_typer(ocsp_commands.app, name="ocsp")
 app.add_typer(crl_commands.app, name="crl")
 app.command("revoke")(revoke_command)
+app.command("issue")(issue_command)
+app.command("recover")(recover_command)
 app.add_typer(log_commands.app, name="log")
 
 

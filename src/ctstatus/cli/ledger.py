@@ -66,6 +66,7 @@ def status_command(
     console.print(f"schema revision {revision} (this ctstatus expects {head_revision()})")
     table = Table("issuer", "state", "serials")
     for issuer, counts in rows:
-        for state, count in sorted(counts.items()) or [("-", 0)]:
+        held = [(state, count) for state, count in sorted(counts.items()) if count]
+        for state, count in held or [("(none)", 0)]:
             table.add_row(issuer.name, state, str(count))
     console.print(table)
