@@ -275,20 +275,28 @@ class Config(_Section):
 
 def load_config(path: Path) -> Config:
     """Read and validate ``path``; every problem is a ConfigError naming the file and key."""
+    data = read_toml(
+        path,
+        missing=(
+            "no config file",
+            "create an instance with `ctstatus init DIR`, or point --instance at one",
+        ),
+    )
+    return parse_config(data, source=str(path))
+
+
+def read_toml(path: Path, *, missing: tuple[str, str]) -> dict[str, Any]:
+    """The TOML document at ``path``; ``missing`` is (what it is, how to make one)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"no config file at {path}",
-            "create an instance with `ctstatus init DIR`, or point --instance at one",
-        ) from None
+        raise ConfigError(f"{missing[0]} at {path}", missing[1]) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file's syntax") from None
-    return parse_config(data, source=str(path))
 
 
 def parse_config(data: dict[str, Any], source: str) -> Config:

@@ -8,14 +8,13 @@ One file describes the listener and any number of logs (``[[log]]``). Every key 
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ctstatus.config import describe_validation_error
+from ctstatus.config import describe_validation_error, read_toml
 from ctstatus.ctlog.faults import Faults
 from ctstatus.errors import ConfigError
 from ctstatus.secrets import SecretSource
@@ -159,18 +158,12 @@ def parse_log_server_config(data: dict[str, Any], *, source: str) -> LogServerCo
 
 def load_log_server_config(path: Path) -> LoadedConfig:
     """Read and validate ``path``; every problem is a ConfigError naming the file and key."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no log server config at {path}",
+    data = read_toml(
+        path,
+        missing=(
+            "no log server config",
             "create one with `ctstatus log init DIR --roots ROOT.pem`, or pass --config",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the file's syntax") from None
+        ),
+    )
     config = parse_log_server_config(data, source=str(path))
     return LoadedConfig(config=config, base_dir=path.parent.resolve(), source=str(path))

@@ -8,16 +8,17 @@ more than a few hundred hashes, however large the log.
 
 :class:`TreeEdge` is the writer's view: the compact tree for the root plus the hashes of each
 level's incomplete tile, so appending a leaf costs O(1) amortised hashes and produces the rows
-to insert. The proof functions mirror :func:`ctstatus.ct.merkle.inclusion_proof` and
-``consistency_proof`` but ask a ``SubtreeHash`` callable for subtree roots instead of walking
-every leaf.
+to insert. The proofs are :mod:`ctstatus.ct.merkle`'s, fed subtree roots from the stored rows
+(:func:`range_hash`) instead of walking every leaf.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ctstatus.ct import merkle
 from ctstatus.ct.merkle import CompactTree, node_hash, node_root
 
 TILE_HEIGHT = 8
@@ -119,45 +120,11 @@ def range_hash(subtree: SubtreeHash, start: int, end: int) -> bytes:
     return result
 
 
-def _split(n: int) -> int:
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 def inclusion_proof(subtree: SubtreeHash, index: int, size: int) -> list[bytes]:
     """PATH(index, D[size]) (RFC 6962 §2.1.1) from stored subtree hashes."""
-    if not 0 <= index < size:
-        raise ValueError(f"leaf index {index} outside a tree of size {size}")
-    path: list[bytes] = []
-    start, end = 0, size
-    while end - start > 1:
-        k = _split(end - start)
-        if index < start + k:
-            path.append(range_hash(subtree, start + k, end))
-            end = start + k
-        else:
-            path.append(range_hash(subtree, start, start + k))
-            start += k
-    path.reverse()
-    return path
+    return merkle.inclusion_proof_with(index, size, functools.partial(range_hash, subtree))
 
 
 def consistency_proof(subtree: SubtreeHash, first: int, size: int) -> list[bytes]:
     """PROOF(first, D[size]) (RFC 6962 §2.1.2); empty when ``first`` is 0 or ``size``."""
-    if not 0 <= first <= size:
-        raise ValueError(f"first size {first} outside 0..{size}")
-    if first in (0, size):
-        return []
-    proof: list[bytes] = []
-    start, end, m, complete = 0, size, first, True
-    while m != end - start:
-        k = _split(end - start)
-        if m <= k:
-            proof.append(range_hash(subtree, start + k, end))
-            end = start + k
-        else:
-            proof.append(range_hash(subtree, start, start + k))
-            start, m, complete = start + k, m - k, False
-    if not complete:
-        proof.append(range_hash(subtree, start, end))
-    proof.reverse()
-    return proof
+    return merkle.consistency_proof_with(first, size, functools.partial(range_hash, subtree))
