@@ -11,7 +11,9 @@ numbered steps are the design's steps and each commits to the ledger before the 
 5. build the final certificate from the precertificate (poison out, SCT list in, extension order
    unchanged), check the TBS corresponds byte for byte, lint, sign, store, mark ``issued``.
 
-Any exception after step 3 goes through :meth:`Issuer._abandon`: the serial becomes
+An exception in steps 2-3 (pkilint or the signer failing) marks the serial ``never_signed`` at
+once: nothing was signed, and the request is free for a retry. Any exception after step 3 goes
+through :meth:`Issuer._abandon`: the serial becomes
 ``abandoned`` (still answered ``good``), then, by policy, ``revoked``. A crash at any point leaves
 a row that ``ctstatus recover`` resolves (:mod:`ctstatus.ca.recover`).
 """
@@ -174,7 +176,11 @@ class IssuingCa:
 
         # Step 2: lint the exact TBS on the throwaway-key copy; an error means never signed.
         if self._settings.lint:
-            errors = [f for f in lint_certificate(_der(linting_copy))[1] if f.is_error]
+            try:
+                findings = lint_certificate(_der(linting_copy))[1]
+            except Exception as error:
+                raise await self._never_signed(serial, "lint", error) from error
+            errors = [f for f in findings if f.is_error]
             if errors:
                 await self._db(
                     self._ledger.mark_never_signed,
@@ -188,7 +194,10 @@ class IssuingCa:
 
         # Step 3: sign with the real key, check it signed exactly the linted TBS, store it and
         # mark `precert_signed` in one transaction. Only then may the precertificate leave.
-        precertificate = sign_certificate(builder, self._signer)
+        try:
+            precertificate = sign_certificate(builder, self._signer)
+        except Exception as error:
+            raise await self._never_signed(serial, "signing the precertificate", error) from error
         if precertificate.tbs_certificate_bytes != linting_copy.tbs_certificate_bytes:
             await self._db(
                 self._ledger.mark_never_signed,
@@ -325,6 +334,30 @@ class IssuingCa:
                 state="abandoned",
             )
         return certificate
+
+    async def _never_signed(self, serial: int, step: str, error: Exception) -> IssuanceError:
+        """Steps 2-3 failed before a precertificate existed: nothing left the CA.
+
+        The serial becomes ``never_signed`` at once (not at the next ``recover``), so that a
+        retry of the same request is not refused for holding a live serial meanwhile.
+        """
+        try:
+            await self._db(
+                self._ledger.mark_never_signed,
+                self._issuer_id,
+                serial,
+                f"{step}: {type(error).__name__}: {error}",
+                actor=self._actor,
+            )
+            state, note = "never_signed", ""
+        except Exception:
+            state, note = "reserved", "; `ctstatus recover` will settle it"
+        return IssuanceError(
+            f"{error}. The precertificate was not signed and nothing left the CA "
+            f"(serial {serial:x} is {state}{note})",
+            serial=serial,
+            state=state,
+        )
 
     async def _abandon(self, serial: int, error: BaseException) -> str:
         """The one path for every failure after step 3: abandoned, then revoked by policy.
