@@ -164,7 +164,11 @@ class Stack:
             self.admin.post(f"{self.base_url}/admin/{log}/sth").raise_for_status()
 
     def entries(self) -> dict[str, list[LogEntry]]:
-        """Every entry of every log, read like a monitor: verified STH, then get-entries."""
+        """Every entry of every log, read like a monitor: verified STH, then get-entries.
+
+        Faults are cleared first (a log that is "down" refuses reads too).
+        """
+        self.reset_faults()
         self.publish()
         log_list = self.log_list()
 
@@ -200,6 +204,8 @@ class Stack:
         return found
 
     def tree_sizes(self) -> dict[str, int]:
+        """Each log's published tree size (faults cleared first, like :meth:`entries`)."""
+        self.reset_faults()
         self.publish()
         sizes = {}
         for log in LOGS:

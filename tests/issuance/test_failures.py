@@ -1,0 +1,509 @@
+"""Every way issuance fails over real logs, on SQLite and PostgreSQL: the exact message the user
+reads, and the serial left with a status the OCSP responder and CRLs answer for.
+
+After the precertificate is signed, every failure must end in the one abandon path: the journal
+reads ``reserved → precert_signed → abandoned → revoked``, and whatever a log received is in the
+ledger byte for byte. Before it is signed, nothing may reach a log and the serial is
+``never_signed`` (answered ``unauthorized``: it was never assigned).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ctstatus.ca.issuance import IssuanceError, LintFailed
+from ctstatus.ca.lint import Finding
+from ctstatus.ca.recover import recover
+from ctstatus.clock import FrozenClock, system_clock
+from ctstatus.ct.client import signed_entry_for
+from ctstatus.ct.sct import verify_sct_for_entry
+from ctstatus.ct.submit import PolicyNotMet
+from ctstatus.errors import LedgerError, SigningKeyError
+from ctstatus.keys import Signer
+from ctstatus.ledger import Ledger, RevocationReason, SerialState
+from ctstatus.status.answer import Verdict, verdict
+
+from .conftest import (
+    ABANDONED_JOURNAL,
+    CT_DEADLINE,
+    Stack,
+    assert_every_serial_consistent,
+    assert_logged_precerts_answered,
+    describe_log,
+    journal,
+    request_for,
+    unique_name,
+)
+
+TIMEOUT = re.compile(r"timeout after (\d+(?:\.\d+)?) s")
+
+
+def timeouts_normalised(message: str) -> str:
+    """``message`` with each "timeout after X s" as "timeout after N s", X checked.
+
+    A log that hangs is reported with the budget it had: the deadline minus the moment it was
+    started, and a hedged log starts later (after the stagger or another log's failure), so X
+    depends on the shuffled order of the logs; it is never more than the deadline.
+    """
+    for value in TIMEOUT.findall(message):
+        assert 0 < float(value) <= CT_DEADLINE, message
+    return TIMEOUT.sub("timeout after N s", message)
+
+
+def reasons(*parts: tuple[str, str]) -> list[str]:
+    """Each order in which the failed logs may be listed (candidates are shuffled)."""
+    return [
+        "; ".join(f"log {describe_log(log)}: {what}" for log, what in order)
+        for order in itertools.permutations(parts)
+    ]
+
+
+def abandoned_message(cause: str, serial: int, state: str = "abandoned and revoked") -> str:
+    return f"{cause}. The precertificate (serial {serial:x}) is {state}"
+
+
+def expect_abandoned_and_revoked(
+    stack: Stack, ledger: Ledger, serial: int, *, logs: Sequence[str] = ()
+) -> bytes:
+    """The serial is revoked through the abandon path; ``logs`` hold its precertificate."""
+    record = ledger.get(stack.issuer_id, serial)
+    assert record is not None
+    assert record.state is SerialState.REVOKED
+    assert verdict(record.state) is Verdict.REVOKED
+    assert record.revocation_reason is RevocationReason.UNSPECIFIED
+    assert record.revoked_at is not None
+    assert record.precert_der is not None
+    assert record.cert_der is None
+    assert journal(ledger, stack.issuer_id, serial) == ABANDONED_JOURNAL
+    held = assert_logged_precerts_answered(stack, ledger).get(serial, {})
+    assert set(logs) <= set(held), held
+    return record.precert_der
+
+
+def settle(ledger: Ledger) -> dict[int, SerialState]:
+    """``ctstatus recover`` as if run after the grace period."""
+    later = FrozenClock(system_clock() + timedelta(minutes=11))
+    return {item.serial: item.after for item in recover(ledger, later)}
+
+
+# ------------------------------------------------------------------------------ CT failures
+
+TWO_LOGS_FAIL = {
+    "503+hang": (
+        {"bravo": {"down": "503"}, "charlie": {"hang": True}},
+        (("bravo", "HTTP 503"), ("charlie", "timeout after N s")),
+    ),
+    "refuse+503": (
+        {"bravo": {"down": "refuse"}, "charlie": {"reject_status": 503}},
+        (("bravo", "connection failed"), ("charlie", "HTTP 503")),
+    ),
+    "hang+refuse": (
+        {"bravo": {"hang": True}, "charlie": {"down": "refuse"}},
+        (("bravo", "timeout after N s"), ("charlie", "connection failed")),
+    ),
+}
+
+
+@pytest.mark.parametrize("combo", list(TWO_LOGS_FAIL))
+def test_two_of_three_logs_failing_abandons_and_revokes_with_a_clear_error(
+    stack: Stack, ledger: Ledger, combo: str
+) -> None:
+    faults, failed = TWO_LOGS_FAIL[combo]
+    for log, fault in faults.items():
+        stack.set_faults(log, **fault)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("two-fail")])
+    error = caught.value
+    assert error.serial is not None
+    assert error.state == "abandoned and revoked"
+    assert timeouts_normalised(error.message) in [
+        abandoned_message(f"CT policy not met: 1 of 2 SCTs ({text})", error.serial)
+        for text in reasons(*failed)
+    ]
+    expect_abandoned_and_revoked(stack, ledger, error.serial, logs=["alpha"])
+
+
+def test_quorum_missed_after_one_sct_is_the_microsec_case_and_leaves_nothing_unanswered(
+    stack: Stack, ledger: Ledger
+) -> None:
+    """One log accepts and publishes the precertificate; quorum fails; it must be revoked."""
+    before = stack.tree_sizes()
+    stack.set_faults("bravo", reject_status=503)
+    stack.set_faults("charlie", reject_status=503)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("microsec")])
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message in [
+        abandoned_message(f"CT policy not met: 1 of 2 SCTs ({text})", serial)
+        for text in reasons(("bravo", "HTTP 503"), ("charlie", "HTTP 503"))
+    ]
+    # The SCT that was received is kept on the error: alpha has published this precertificate.
+    cause = caught.value.__cause__
+    assert isinstance(cause, PolicyNotMet)
+    assert [received.log.name for received in cause.scts] == [describe_log("alpha")]
+
+    precert = expect_abandoned_and_revoked(stack, ledger, serial, logs=["alpha"])
+    # alpha's log holds exactly the bytes the ledger stored, and only alpha grew.
+    held = stack.precerts_in_logs()[serial]
+    assert held == {"alpha": precert}
+    after = stack.tree_sizes()
+    assert after == {**before, "alpha": before["alpha"] + 1}
+    # The SCT alpha returned is valid for that entry under alpha's key.
+    alpha = stack.log_list(["alpha"]).logs[0]
+    entry = signed_entry_for(
+        [precert, stack.issuing_certificate.public_bytes(Encoding.DER)], precert=True
+    )
+    verify_sct_for_entry(
+        cause.scts[0].sct,
+        alpha.public_key(),
+        entry_type=entry.entry_type,
+        signed_entry=entry.signed_entry,
+        issuer_key_hash=entry.issuer_key_hash,
+        now_ms=cause.scts[0].sct.timestamp_ms + 1,
+    )
+    # The journal says why it was abandoned, in the words the user read.
+    abandon = [
+        e for e in ledger.events(issuer_id=stack.issuer_id, serial=serial) if e.action == "abandon"
+    ]
+    assert abandon[0].detail["cause"].startswith("PolicyNotMet: CT policy not met: 1 of 2 SCTs")
+
+
+def test_an_invalid_sct_does_not_count_and_three_logs_still_meet_the_policy(
+    stack: Stack, ledger: Ledger
+) -> None:
+    # alpha's SCTs have a flipped signature byte. bravo answers after the hedge (1 s), so
+    # whichever two logs are started first, alpha is always asked too.
+    stack.set_faults("alpha", corrupt_sct_signature=True)
+    stack.set_faults("bravo", delay_ms=1300)
+    result = stack.issue(ledger, [unique_name("corrupt-3")])
+    assert sorted(s.log_name for s in result.scts) == [
+        describe_log("bravo"),
+        describe_log("charlie"),
+    ]
+    record = ledger.get(stack.issuer_id, result.serial)
+    assert record is not None
+    assert record.state is SerialState.ISSUED
+    # alpha stored the entry (only the SCT it sent was corrupted): it is public, and answered.
+    held = assert_logged_precerts_answered(stack, ledger)[result.serial]
+    assert set(held) == {"alpha", "bravo", "charlie"}
+
+
+def test_an_invalid_sct_does_not_count_and_two_logs_then_fail(stack: Stack, ledger: Ledger) -> None:
+    stack.set_faults("alpha", corrupt_sct_signature=True)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("corrupt-2")], only_logs=["alpha", "bravo"])
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == abandoned_message(
+        f"CT policy not met: 1 of 2 SCTs (log {describe_log('alpha')}: invalid SCT "
+        "(bad_signature))",
+        serial,
+    )
+    # Both logs hold it (alpha's stored SCT is good; only the one it sent was not).
+    expect_abandoned_and_revoked(stack, ledger, serial, logs=["alpha", "bravo"])
+
+
+# ---------------------------------------------------------------------------------- lint
+
+
+def test_a_lint_failure_signs_nothing_and_sends_nothing(stack: Stack, ledger: Ledger) -> None:
+    name = f"{unique_name('internal').split('.')[0]}.local"
+    before = stack.tree_sizes()
+    with pytest.raises(LintFailed) as caught:
+        stack.issue(ledger, [name])
+    error = caught.value
+    assert error.message == (
+        "the certificate would break the Baseline Requirements: ERROR cabf.internal_domain_name "
+        "at certificate.tbsCertificate.extensions.7.extnValue.subjectAltName.0.dNSName: "
+        f'Internal domain name: "{name}"'
+    )
+    assert error.hint == "nothing was signed; change the request or the profile"
+    assert stack.tree_sizes() == before  # no log received anything
+    assert error.serial is not None
+    record = ledger.get(stack.issuer_id, error.serial)
+    assert record is not None
+    assert record.state is SerialState.NEVER_SIGNED
+    assert verdict(record.state) is Verdict.UNAUTHORIZED
+    assert record.precert_der is None
+    assert journal(ledger, stack.issuer_id, error.serial) == ["reserved", "never_signed"]
+
+
+def test_a_lint_failure_of_the_final_certificate_abandons_the_logged_precertificate(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final certificate is linted too; if that fails, the precertificate is public."""
+    from ctstatus.ca import issuance
+
+    real = issuance.lint_certificate
+    finding = Finding("ERROR", "test.final_only", "injected", "certificate.tbsCertificate")
+
+    def lint(der: bytes) -> tuple[str, list[Finding]]:
+        kind, findings = real(der)
+        return (
+            (kind, [*findings, finding]) if kind.endswith("FINAL_CERTIFICATE") else (kind, findings)
+        )
+
+    monkeypatch.setattr(issuance, "lint_certificate", lint)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("final-lint")])
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == abandoned_message(
+        "the final certificate fails lint: ERROR test.final_only at certificate.tbsCertificate: "
+        "injected",
+        serial,
+    )
+    held = stack.precerts_in_logs()[serial]
+    assert len(held) >= 2
+    expect_abandoned_and_revoked(stack, ledger, serial, logs=list(held))
+
+
+# ------------------------------------------------------------------------- ledger failures
+
+
+def ledger_down(stack: Stack) -> LedgerError:
+    return LedgerError(
+        f"cannot write to the ledger at {stack.instance.ledger_url()}: disk I/O error",
+        "check that the directory exists and is writable, and [ledger] url",
+    )
+
+
+def fail_at(
+    monkeypatch: pytest.MonkeyPatch, ledger: Ledger, method: str, error: Exception
+) -> list[int]:
+    """Make ``ledger.<method>`` raise ``error``; returns the serials it was called for."""
+    calls: list[int] = []
+
+    def failing(issuer_id: int, serial: int, *args: Any, **kwargs: Any) -> Any:
+        calls.append(serial)
+        raise error
+
+    monkeypatch.setattr(ledger, method, failing)
+    return calls
+
+
+# method -> (CT must fail first?, state left by issuance, state after recover, precert public?)
+LEDGER_WRITES = {
+    "reserve": (False, None, None, False),
+    "mark_never_signed": (False, SerialState.RESERVED, SerialState.NEVER_SIGNED, False),
+    "mark_precert_signed": (False, SerialState.RESERVED, SerialState.NEVER_SIGNED, False),
+    "mark_issued": (False, SerialState.REVOKED, SerialState.REVOKED, True),
+    "mark_abandoned": (True, SerialState.PRECERT_SIGNED, SerialState.REVOKED, True),
+    "revoke": (True, SerialState.ABANDONED, SerialState.REVOKED, True),
+}
+
+
+@pytest.mark.parametrize("method", list(LEDGER_WRITES))
+def test_a_ledger_failure_at_each_write_never_leaves_a_logged_precertificate_unanswered(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    ct_fails, left, settled, public = LEDGER_WRITES[method]
+    before = stack.tree_sizes()
+    if ct_fails:  # the abandon path is reached through a quorum failure (4xx: no retries)
+        stack.set_faults("bravo", reject_status=400)
+        stack.set_faults("charlie", reject_status=400)
+    names = [unique_name(method.replace("_", "-"))]
+    if method == "mark_never_signed":  # reached through a lint failure
+        names = [f"{names[0].split('.')[0]}.local"]
+    down = ledger_down(stack)
+    calls = fail_at(monkeypatch, ledger, method, down)
+    reserved: list[int] = []
+    real_reserve = ledger.reserve
+    if method != "reserve":
+
+        def spy(issuer_id: int, serial: int, **kwargs: Any) -> Any:
+            reserved.append(serial)
+            return real_reserve(issuer_id, serial, **kwargs)
+
+        monkeypatch.setattr(ledger, "reserve", spy)
+
+    with pytest.raises((IssuanceError, LedgerError)) as caught:
+        stack.issue(ledger, names)
+    monkeypatch.undo()
+    assert len(calls) == 1
+    error = caught.value
+    if left is None:  # nothing was reserved, so nothing was signed or sent
+        assert type(error) is LedgerError
+        assert error is down
+        assert stack.tree_sizes() == before
+        return
+    serial = reserved[0]
+    record = ledger.get(stack.issuer_id, serial)
+    assert record is not None
+    assert record.state is left
+    if not public:
+        # The ledger refused before the precertificate was stored: it never left the process.
+        assert type(error) is LedgerError
+        assert error is down
+        assert stack.tree_sizes() == before
+        assert record.precert_der is None
+    else:
+        assert isinstance(error, IssuanceError)
+        assert error.serial == serial
+        refused = f"the ledger refused the abandon path: {down}; `ctstatus recover` will settle it"
+        expected_state = {
+            "mark_issued": "abandoned and revoked",
+            "mark_abandoned": f"precert_signed ({refused})",
+            "revoke": f"abandoned ({refused})",
+        }[method]
+        if ct_fails:
+            causes = [
+                f"CT policy not met: 1 of 2 SCTs ({text})"
+                for text in reasons(
+                    ("bravo", "rejected, HTTP 400: rejected (injected fault)"),
+                    ("charlie", "rejected, HTTP 400: rejected (injected fault)"),
+                )
+            ]
+        else:
+            causes = [str(down)]
+        assert error.message in [abandoned_message(c, serial, expected_state) for c in causes]
+        # Whatever the logs hold is answered, now, before any recover.
+        held = assert_logged_precerts_answered(stack, ledger)
+        assert serial in held
+        assert verdict(record.state) is not Verdict.UNAUTHORIZED
+    # recover settles what the outage left, the way the design says.
+    if left is not settled:
+        assert settle(ledger)[serial] is settled
+    record = ledger.get(stack.issuer_id, serial)
+    assert record is not None
+    assert record.state is settled
+    if public:
+        assert journal(ledger, stack.issuer_id, serial) == ABANDONED_JOURNAL
+    assert_every_serial_consistent(stack, ledger)
+
+
+def test_a_ledger_down_for_the_rest_of_the_attempt_leaves_the_precertificate_good_until_recover(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write after the precertificate was stored fails: it stays ``precert_signed``."""
+    down = ledger_down(stack)
+    for method in ("mark_issued", "mark_abandoned", "revoke"):
+        fail_at(monkeypatch, ledger, method, down)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("ledger-down")])
+    monkeypatch.undo()
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == abandoned_message(
+        str(down),
+        serial,
+        f"precert_signed (the ledger refused the abandon path: {down}; `ctstatus recover` "
+        "will settle it)",
+    )
+    assert serial in assert_logged_precerts_answered(stack, ledger)
+    assert settle(ledger)[serial] is SerialState.REVOKED
+    expect_abandoned_and_revoked(stack, ledger, serial)
+
+
+# ---------------------------------------------------------------------------------- signer
+
+
+class FailingSigner:
+    """The issuing key, as a token that fails at its ``fail_at``-th signature (1-based)."""
+
+    def __init__(self, signer: Signer, fail_at: int) -> None:
+        self._signer = signer
+        self._fail_at = fail_at
+        self.calls = 0
+
+    @property
+    def algorithm(self) -> Any:
+        return self._signer.algorithm
+
+    @property
+    def description(self) -> str:
+        return "pkcs11:token=test;object=issuing-ca"
+
+    def public_key(self) -> Any:
+        return self._signer.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        self.calls += 1
+        if self.calls == self._fail_at:
+            raise SigningKeyError("the token failed to sign: CKR_DEVICE_ERROR")
+        return self._signer.sign(data)
+
+    def private_key(self) -> None:
+        return None  # as with a token: builders sign through sign()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_signer_failure_at_the_precertificate_signs_nothing_and_frees_the_request(
+    stack: Stack, ledger: Ledger
+) -> None:
+    before = stack.tree_sizes()
+    signer = FailingSigner(stack.signer, fail_at=1)
+    request = request_for([unique_name("signer-precert")], request_id=unique_name("order"))
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, request, signer=signer)
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == (
+        "the token failed to sign: CKR_DEVICE_ERROR. The precertificate was not signed and "
+        f"nothing left the CA (serial {serial:x} is never_signed)"
+    )
+    assert stack.tree_sizes() == before
+    record = ledger.get(stack.issuer_id, serial)
+    assert record is not None
+    assert record.state is SerialState.NEVER_SIGNED
+    assert journal(ledger, stack.issuer_id, serial) == ["reserved", "never_signed"]
+    # The order is free again at once: a retry gets a new serial (no wait for recover).
+    retry = stack.issue(ledger, request)
+    assert retry.serial != serial
+
+
+def test_a_lint_crash_signs_nothing_and_frees_the_request(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctstatus.ca import issuance
+
+    def crash(der: bytes) -> tuple[str, list[Finding]]:
+        raise ValueError("pkilint: unexpected end of substrate")
+
+    monkeypatch.setattr(issuance, "lint_certificate", crash)
+    request = request_for([unique_name("lint-crash")], request_id=unique_name("order"))
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, request)
+    monkeypatch.undo()
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == (
+        "pkilint: unexpected end of substrate. The precertificate was not signed and nothing "
+        f"left the CA (serial {serial:x} is never_signed)"
+    )
+    assert journal(ledger, stack.issuer_id, serial) == ["reserved", "never_signed"]
+    assert stack.issue(ledger, request).serial != serial
+
+
+def test_a_signer_failure_at_the_final_certificate_abandons_the_logged_precertificate(
+    stack: Stack, ledger: Ledger
+) -> None:
+    signer = FailingSigner(stack.signer, fail_at=2)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [unique_name("signer-final")], signer=signer)
+    serial = caught.value.serial
+    assert serial is not None
+    assert caught.value.message == abandoned_message(
+        "the token failed to sign: CKR_DEVICE_ERROR", serial
+    )
+    held = stack.precerts_in_logs()[serial]
+    assert len(held) >= 2
+    expect_abandoned_and_revoked(stack, ledger, serial, logs=list(held))
+
+
+def test_every_serial_of_this_module_is_consistent(stack: Stack, ledger: Ledger) -> None:
+    """Across all the failures above: answered serials have signed evidence, logged ones are
+    answered."""
+    records = assert_every_serial_consistent(stack, ledger)
+    assert records
+    assert_logged_precerts_answered(stack, ledger)
