@@ -1,0 +1,53 @@
+"""The watcher's own TOML file (``watch.toml``), separate from the CA's: the watcher is a
+relying party and needs nothing of the CA but, for reconciliation, its ledger URL.
+
+Every key is documented in docs/watch.md. Relative paths are relative to the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ctstatus.config import describe_validation_error, read_toml
+from ctstatus.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertsConfig(_Section):
+    stdout: bool = True
+    webhook: str | None = None
+
+
+class WatchConfig(_Section):
+    """Which logs to follow, which issuers to check, how often, and where to keep state."""
+
+    database: str = "sqlite:///watch.sqlite3"
+    log_list: str
+    logs: list[str] = []
+    issuers: list[Path] | Literal["all"] = "all"
+    own_issuers: list[Path] = []
+    grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 900
+    poll_seconds: Annotated[float, Field(ge=1, le=86_400)] = 300
+    recheck_seconds: Annotated[float, Field(ge=60, le=30 * 86_400)] = 21_600
+    probe_seconds: Annotated[float, Field(ge=0, le=30 * 86_400)] = 3600
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    download_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    check_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
+    alerts: AlertsConfig = AlertsConfig()
+
+
+def load_watch_config(path: Path) -> tuple[WatchConfig, Path]:
+    """The validated config and the directory relative paths are resolved against."""
+    data: dict[str, Any] = read_toml(path, missing=("watch config", "write one (docs/watch.md)"))
+    try:
+        config = WatchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(path))) from None
+    return config, path.parent

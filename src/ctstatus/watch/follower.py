@@ -1,0 +1,201 @@
+"""Follow one CT log durably, believing nothing the signed head does not prove.
+
+Like certspotter: fetch the STH (signature verified by :class:`LogClient`), download entries
+from the cursor in ordered batches (a few in flight, retries with backoff on 429/5xx are the
+client's), fold every leaf hash into the persisted compact tree and, when the download reaches
+the STH's size, require the recomputed root to equal the signed root. A mismatch rewinds to the
+last verified position and opens ``log.root_mismatch``; a head smaller than, or different at
+the size of, a verified one is ``log.tree_shrunk`` / ``log.fork``. Each batch and the cursor
+that covers it are one transaction, so a kill -9 anywhere costs at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from ctstatus.clock import Clock, system_clock
+from ctstatus.ct.client import LogClient
+from ctstatus.ct.merkle import CompactTree
+from ctstatus.ct.reader import LogEntry
+from ctstatus.ct.structures import SignedTreeHead
+from ctstatus.ct.transport import InvalidSth, LogError
+from ctstatus.watch.entries import parse_entry
+from ctstatus.watch.problems import Code, Finding
+from ctstatus.watch.store import EntryRow, WatchStore
+
+
+@dataclass
+class FollowResult:
+    """What one pass over a log did."""
+
+    log: str
+    tree_size: int = 0
+    downloaded: int = 0
+    verified_size: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    batch_size: int = 1000
+    concurrency: int = 4
+    grace_seconds: float = 900.0
+    own_issuers: frozenset[str] = frozenset()  # issuer keys checked with no grace delay
+
+
+class LogFollower:
+    """One log, one store; :meth:`poll` brings the index up to the log's current head."""
+
+    def __init__(
+        self,
+        client: LogClient,
+        store: WatchStore,
+        watched: Collection[str] | str,
+        settings: FollowSettings | None = None,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        if client.endpoint.log_id is None:
+            raise ValueError(f"log {client.name!r} has no key: its heads cannot be verified")
+        self.client = client
+        self.store = store
+        self.watched = watched
+        self.settings = settings or FollowSettings()
+        self.clock = clock
+        self.log_id = client.endpoint.log_id.hex()
+        self.subject = f"log:{client.name}"
+        self._issuers_seen: set[str] = set()
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
+
+    async def poll(self) -> FollowResult:
+        """One pass; log problems are recorded (and returned), never raised."""
+        result = FollowResult(self.client.name)
+        try:
+            await self._poll(result)
+        except InvalidSth as exc:
+            result.findings.append(Finding(Code.LOG_BAD_STH, str(exc), {"error": str(exc)}))
+        except LogError as exc:
+            code = Code.LOG_MALFORMED if "malformed" in type(exc).__name__.lower() else None
+            result.findings.append(
+                Finding(code or Code.LOG_UNREACHABLE, str(exc), {"error": str(exc)})
+            )
+        self.store.record(self.subject, self.subject, result.findings, self._now(), family="log.")
+        return result
+
+    async def _poll(self, result: FollowResult) -> None:
+        sth = await self.client.get_sth()
+        result.tree_size = sth.tree_size
+        endpoint = self.client.endpoint
+        cursor = self.store.cursor(self.log_id, endpoint.name, endpoint.url)
+        verified = cursor.verified
+        result.verified_size = verified.size
+        evidence = {
+            "sth_size": sth.tree_size,
+            "sth_root": sth.root_hash.hex(),
+            "sth_timestamp": sth.timestamp,
+            "verified_size": verified.size,
+            "verified_root": None if cursor.verified_root is None else cursor.verified_root.hex(),
+        }
+        if sth.tree_size < verified.size:
+            message = f"signed head of size {sth.tree_size} after one of size {verified.size}"
+            result.findings.append(Finding(Code.LOG_SHRUNK, message, evidence))
+            return
+        if (
+            sth.tree_size == verified.size
+            and cursor.verified_root is not None
+            and sth.root_hash != cursor.verified_root
+        ):
+            message = f"two signed heads of size {sth.tree_size} with different roots"
+            result.findings.append(Finding(Code.LOG_FORK, message, evidence))
+            return
+        if sth.tree_size <= cursor.download.size:
+            return  # nothing new (or an older head than one we already downloaded to)
+        await self._download(cursor.download.copy(), verified.size, sth, result, evidence)
+
+    async def _fetch(self, start: int, end: int) -> list[LogEntry]:
+        return [e async for e in self.client.iter_entries(start, end)]
+
+    async def _download(
+        self,
+        tree: CompactTree,
+        verified_size: int,
+        sth: SignedTreeHead,
+        result: FollowResult,
+        evidence: dict[str, object],
+    ) -> None:
+        size, batch = sth.tree_size, self.settings.batch_size
+        starts = list(range(tree.size, size, batch))
+        pending: dict[int, asyncio.Task[list[LogEntry]]] = {}
+        try:
+            for position, start in enumerate(starts):
+                for ahead in starts[position : position + self.settings.concurrency]:
+                    if ahead not in pending:
+                        end = min(ahead + batch, size) - 1
+                        pending[ahead] = asyncio.create_task(self._fetch(ahead, end))
+                batch_entries = await pending.pop(start)
+                rows = self._index(batch_entries, result)
+                tree.extend(e.leaf_hash for e in batch_entries)
+                result.downloaded += len(batch_entries)
+                if tree.size < size:
+                    self.store.commit_batch(self.log_id, rows, tree, now=self._now())
+                    continue
+                root = tree.root()
+                if root != sth.root_hash:
+                    dropped = self.store.rewind(self.log_id)
+                    message = (
+                        f"the {size} entries served do not hash to the signed root "
+                        f"(recomputed {root.hex()[:16]}…, signed {sth.root_hash.hex()[:16]}…)"
+                    )
+                    evidence = evidence | {"recomputed_root": root.hex(), "dropped": dropped}
+                    result.findings.append(Finding(Code.LOG_ROOT_MISMATCH, message, evidence))
+                    return
+                earlier = self.store.unverified_watched(self.log_id, verified_size, start)
+                newly = earlier + [r for r in rows if r.watched]
+                self.store.commit_batch(
+                    self.log_id,
+                    rows,
+                    tree,
+                    now=self._now(),
+                    verified=(tree, root, sth.timestamp),
+                    queue=[(r, self._due(r)) for r in newly],
+                )
+                result.verified_size = size
+        finally:
+            for task in pending.values():
+                task.cancel()
+
+    def _due(self, row: EntryRow) -> float:
+        grace = 0.0 if row.issuer_key in self.settings.own_issuers else self.settings.grace_seconds
+        return row.timestamp_ms // 1000 + grace
+
+    def _index(self, batch: list[LogEntry], result: FollowResult) -> list[EntryRow]:
+        rows: list[EntryRow] = []
+        for entry in batch:
+            parsed = parse_entry(entry, self.watched)
+            rows.append(parsed.row)
+            if parsed.error is not None:
+                result.findings.append(
+                    Finding(
+                        Code.ENTRY_UNPARSEABLE,
+                        f"entry {entry.index}: {parsed.error}",
+                        {"index": entry.index, "leaf_input": entry.leaf_input.hex()[:4096]},
+                    )
+                )
+            key = parsed.row.issuer_key
+            if parsed.issuer_der is not None and key is not None and key not in self._issuers_seen:
+                self._issuers_seen.add(key)
+                self.store.add_issuer(key, parsed.issuer_der, _issuer_name(parsed.issuer_der))
+        return rows
+
+
+def _issuer_name(der: bytes) -> str:
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        return "<unparseable issuer>"

@@ -1,0 +1,104 @@
+"""One bounded HTTP exchange with everything kept as evidence (status, headers, body, time).
+
+Transport trouble is a finding, not an exception: a relying party that cannot reach a
+responder has learnt something about the CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ctstatus.watch.problems import Code, Finding
+
+
+@dataclass
+class Fetched:
+    """What came back, or the finding that explains why nothing usable did."""
+
+    url: str
+    method: str
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    elapsed: float = 0.0
+    finding: Finding | None = None
+
+    def evidence(self, max_body: int = 4096) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "method": self.method,
+            "status": self.status,
+            "headers": self.headers,
+            "elapsed_ms": round(self.elapsed * 1000, 1),
+            "body_b64": base64.b64encode(self.body[:max_body]).decode(),
+            "body_length": len(self.body),
+        }
+
+
+async def fetch(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    max_bytes: int,
+    expect_type: str | None = None,
+) -> Fetched:
+    """GET or POST ``url``; non-2xx/304, wrong type, empty or oversized bodies are findings."""
+    result = Fetched(url, method)
+    start = time.monotonic()
+    try:
+        async with http.stream(
+            method, url, content=content, headers=headers, timeout=timeout
+        ) as response:
+            result.status = response.status_code
+            result.headers = dict(response.headers)
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    result.elapsed = time.monotonic() - start
+                    result.finding = Finding(
+                        Code.HTTP_TOO_LARGE, f"{method} {url}: body over {max_bytes} bytes"
+                    )
+                    return result
+                chunks.append(chunk)
+            result.body = b"".join(chunks)
+    except httpx.TimeoutException:
+        result.elapsed = time.monotonic() - start
+        result.finding = Finding(
+            Code.HTTP_TIMEOUT, f"{method} {url}: no answer within {timeout:g} s", result.evidence()
+        )
+        return result
+    except httpx.HTTPError as exc:
+        result.elapsed = time.monotonic() - start
+        result.finding = Finding(
+            Code.HTTP_CONNECT, f"{method} {url}: {type(exc).__name__}: {exc}", result.evidence()
+        )
+        return result
+    result.elapsed = time.monotonic() - start
+    if result.status == 304:
+        return result
+    if result.status != 200:
+        result.finding = Finding(
+            Code.HTTP_STATUS, f"{method} {url}: HTTP {result.status}", result.evidence()
+        )
+    elif not result.body:
+        result.finding = Finding(Code.HTTP_EMPTY, f"{method} {url}: empty body", result.evidence())
+    elif expect_type is not None:
+        content_type = result.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != expect_type:
+            result.finding = Finding(
+                Code.HTTP_CONTENT_TYPE,
+                f"{method} {url}: Content-Type {content_type or 'missing'}, not {expect_type}",
+                result.evidence(),
+            )
+    return result

@@ -1,0 +1,518 @@
+"""The watcher's own database: log cursors, the entry index, the check queue and problems.
+
+SQLite by default, PostgreSQL for scale (the ledger's engine settings are reused: WAL,
+``synchronous=FULL``, ``BEGIN IMMEDIATE``). The one rule that makes kill -9 harmless: a batch of
+entries and the log cursor that covers them are written in ONE transaction
+(:meth:`WatchStore.commit_batch`), so a restart resumes exactly after the last committed entry
+-- no gap, no duplicate (the unique ``(log_id, idx)`` key would refuse one anyway).
+
+Each log has two positions, as in certspotter: ``download`` (entries stored, compact tree over
+them) and ``verified`` (the prefix whose recomputed root equalled a signed tree head). Only
+verified entries are queued for status checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from ctstatus.ct.merkle import CompactTree
+from ctstatus.ledger.engine import READ_ONLY, create_ledger_engine
+from ctstatus.watch.problems import Finding
+
+metadata = sa.MetaData()
+
+logs = sa.Table(
+    "watch_logs",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("download_size", sa.BigInteger, nullable=False, default=0),
+    sa.Column("download_nodes", sa.Text, nullable=False, default="[]"),
+    sa.Column("verified_size", sa.BigInteger, nullable=False, default=0),
+    sa.Column("verified_root", sa.LargeBinary, nullable=True),
+    sa.Column("verified_nodes", sa.Text, nullable=False, default="[]"),
+    sa.Column("verified_sth_ms", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False, default=0.0),
+)
+
+issuers = sa.Table(
+    "watch_issuers",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # hex SHA-256 of the SPKI (CT's)
+    sa.Column("certificate_der", sa.LargeBinary, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+entries = sa.Table(
+    "watch_entries",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("precert", sa.Boolean, nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("issuer_key", sa.String(64), nullable=True),
+    sa.Column("serial", sa.String(42), nullable=True),
+    sa.Column("tbs_sha256", sa.LargeBinary, nullable=True),
+    sa.Column("watched", sa.Boolean, nullable=False),
+    sa.Column("info", sa.Text, nullable=True),  # JSON: names, validity, URLs (watched only)
+    sa.Column("der", sa.LargeBinary, nullable=True),  # watched only: for reconcile --fix
+)
+sa.Index("watch_entries_serial", entries.c.issuer_key, entries.c.serial)
+
+certs = sa.Table(
+    "watch_certs",
+    metadata,
+    sa.Column("issuer_key", sa.String(64), primary_key=True),
+    sa.Column("serial", sa.String(42), primary_key=True),
+    sa.Column("tbs_sha256", sa.LargeBinary, nullable=False),
+    sa.Column("has_precert", sa.Boolean, nullable=False, default=False),
+    sa.Column("has_final", sa.Boolean, nullable=False, default=False),
+    sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("info", sa.Text, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("last_checked", sa.Float, nullable=True),
+    sa.Column("last_result", sa.Text, nullable=True),
+)
+sa.Index("watch_certs_due", certs.c.due_at)
+
+problems = sa.Table(
+    "watch_problems",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),  # the CA (issuer name) or the log
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    sa.Column("alerted_open", sa.Boolean, nullable=False, default=False),
+    sa.Column("alerted_resolved", sa.Boolean, nullable=False, default=False),
+)
+sa.Index("watch_problems_open", problems.c.subject, problems.c.resolved_at)
+
+
+@dataclass(frozen=True)
+class LogCursor:
+    """Where a log's download and verification stand."""
+
+    log_id: str
+    download: CompactTree
+    verified: CompactTree
+    verified_root: bytes | None
+    verified_sth_ms: int | None
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One entry as the index stores it (see :mod:`ctstatus.watch.entries`)."""
+
+    idx: int
+    precert: bool
+    timestamp_ms: int
+    issuer_key: str | None
+    serial: str | None
+    tbs_sha256: bytes | None
+    watched: bool
+    info: dict[str, Any] | None
+    der: bytes | None
+
+    def values(self, log_id: str) -> dict[str, Any]:
+        return {
+            "log_id": log_id,
+            "idx": self.idx,
+            "precert": self.precert,
+            "timestamp_ms": self.timestamp_ms,
+            "issuer_key": self.issuer_key,
+            "serial": self.serial,
+            "tbs_sha256": self.tbs_sha256,
+            "watched": self.watched,
+            "info": None if self.info is None else json.dumps(self.info, sort_keys=True),
+            "der": self.der,
+        }
+
+
+@dataclass(frozen=True)
+class QueuedCert:
+    """A watched (pre)certificate due for a status check."""
+
+    issuer_key: str
+    serial: str
+    info: dict[str, Any]
+    has_precert: bool
+    has_final: bool
+    first_seen_ms: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: int
+    code: str
+    subject: str
+    scope: str
+    severity: str
+    message: str
+    evidence: dict[str, Any]
+    first_seen: float
+    last_seen: float
+    resolved_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "code": self.code,
+            "subject": self.subject,
+            "ca": self.scope,
+            "severity": self.severity,
+            "message": self.message,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "resolved_at": self.resolved_at,
+            "evidence": self.evidence,
+        }
+
+
+def _nodes(text: str) -> list[bytes]:
+    return [bytes.fromhex(n) for n in json.loads(text)]
+
+
+def _text(tree: CompactTree) -> str:
+    return json.dumps([n.hex() for n in tree.state()[1]])
+
+
+class WatchStore:
+    """Every read and write of the watcher's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def open(cls, url: str) -> WatchStore:
+        return cls(create_ledger_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def cursor(self, log_id: str, name: str, url: str) -> LogCursor:
+        """The log's cursor, created at zero the first time the log is seen."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(logs).where(logs.c.log_id == log_id)).mappings().first()
+            if row is None:
+                conn.execute(sa.insert(logs).values(log_id=log_id, name=name, url=url))
+                return LogCursor(log_id, CompactTree(), CompactTree(), None, None)
+            return LogCursor(
+                log_id,
+                CompactTree.from_state(int(row["download_size"]), _nodes(row["download_nodes"])),
+                CompactTree.from_state(int(row["verified_size"]), _nodes(row["verified_nodes"])),
+                row["verified_root"],
+                row["verified_sth_ms"],
+            )
+
+    def commit_batch(
+        self,
+        log_id: str,
+        rows: Sequence[EntryRow],
+        download: CompactTree,
+        *,
+        now: float,
+        verified: tuple[CompactTree, bytes, int] | None = None,
+        queue: Iterable[tuple[EntryRow, float]] = (),
+    ) -> None:
+        """Entries, the download cursor after them (and, if reached, the verified position and
+        the newly verified watched entries to queue) in one transaction."""
+        with self._write() as conn:
+            if rows:
+                conn.execute(sa.insert(entries), [r.values(log_id) for r in rows])
+            values: dict[str, Any] = {
+                "download_size": download.size,
+                "download_nodes": _text(download),
+                "updated_at": now,
+            }
+            if verified is not None:
+                tree, root, sth_ms = verified
+                values |= {
+                    "verified_size": tree.size,
+                    "verified_nodes": _text(tree),
+                    "verified_root": root,
+                    "verified_sth_ms": sth_ms,
+                }
+            updated = conn.execute(
+                sa.update(logs)
+                .where(logs.c.log_id == log_id, logs.c.download_size == download.size - len(rows))
+                .values(**values)
+            )
+            if updated.rowcount != 1:
+                raise RuntimeError(f"log {log_id[:12]}: cursor moved under us (two watchers?)")
+            for row, due in queue:
+                self._queue(conn, row, due)
+
+    def rewind(self, log_id: str) -> int:
+        """Drop entries past the verified position (their root did not match); how many."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(logs).where(logs.c.log_id == log_id)).mappings().one()
+            size = int(row["verified_size"])
+            deleted = conn.execute(
+                sa.delete(entries).where(entries.c.log_id == log_id, entries.c.idx >= size)
+            ).rowcount
+            conn.execute(
+                sa.update(logs)
+                .where(logs.c.log_id == log_id)
+                .values(download_size=size, download_nodes=row["verified_nodes"])
+            )
+            return int(deleted)
+
+    def unverified_watched(self, log_id: str, start: int, end: int) -> list[EntryRow]:
+        """Watched entries in [start, end) of a log (to queue once they are verified)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(entries)
+                .where(
+                    entries.c.log_id == log_id,
+                    entries.c.idx >= start,
+                    entries.c.idx < end,
+                    entries.c.watched.is_(True),
+                )
+                .order_by(entries.c.idx)
+            ).mappings()
+            return [
+                EntryRow(
+                    int(r["idx"]),
+                    bool(r["precert"]),
+                    int(r["timestamp_ms"]),
+                    r["issuer_key"],
+                    r["serial"],
+                    r["tbs_sha256"],
+                    True,
+                    json.loads(r["info"]) if r["info"] else None,
+                    r["der"],
+                )
+                for r in rows
+            ]
+
+    def entry_count(self, log_id: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(entries)
+        if log_id is not None:
+            query = query.where(entries.c.log_id == log_id)
+        with self._read() as conn:
+            return int(conn.scalar(query) or 0)
+
+    def entry_indexes(self, log_id: str) -> list[int]:
+        with self._read() as conn:
+            return [
+                int(i)
+                for i in conn.scalars(
+                    sa.select(entries.c.idx).where(entries.c.log_id == log_id).order_by("idx")
+                )
+            ]
+
+    # -- issuers and the check queue -------------------------------------------------------
+
+    def add_issuer(self, key_hash: str, der: bytes, name: str) -> None:
+        with self._write() as conn:
+            exists = conn.scalar(
+                sa.select(issuers.c.key_hash).where(issuers.c.key_hash == key_hash)
+            )
+            if exists is None:
+                conn.execute(
+                    sa.insert(issuers).values(key_hash=key_hash, certificate_der=der, name=name)
+                )
+
+    def issuer_certificates(self) -> dict[str, tuple[bytes, str]]:
+        with self._read() as conn:
+            return {
+                r.key_hash: (r.certificate_der, r.name) for r in conn.execute(sa.select(issuers))
+            }
+
+    @staticmethod
+    def _queue(conn: Connection, row: EntryRow, due: float) -> None:
+        """Add a verified watched entry to the check queue; a precert and its final certificate
+        (same issuer, serial and TBS hash) share one row."""
+        assert row.issuer_key is not None
+        assert row.serial is not None
+        assert row.tbs_sha256 is not None
+        assert row.info is not None
+        key = (certs.c.issuer_key == row.issuer_key) & (certs.c.serial == row.serial)
+        current = conn.execute(sa.select(certs).where(key)).mappings().first()
+        flag = "has_precert" if row.precert else "has_final"
+        if current is None:
+            conn.execute(
+                sa.insert(certs).values(
+                    issuer_key=row.issuer_key,
+                    serial=row.serial,
+                    tbs_sha256=row.tbs_sha256,
+                    has_precert=row.precert,
+                    has_final=not row.precert,
+                    first_seen_ms=row.timestamp_ms,
+                    info=json.dumps(row.info, sort_keys=True),
+                    due_at=due,
+                )
+            )
+            return
+        values: dict[str, Any] = {flag: True}
+        if row.timestamp_ms < current["first_seen_ms"]:
+            values |= {"first_seen_ms": row.timestamp_ms, "due_at": min(due, current["due_at"])}
+        conn.execute(sa.update(certs).where(key).values(**values))
+
+    def due(self, now: float, limit: int = 1000) -> list[QueuedCert]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(certs).where(certs.c.due_at <= now).order_by(certs.c.due_at).limit(limit)
+            ).mappings()
+            return [
+                QueuedCert(
+                    r["issuer_key"],
+                    r["serial"],
+                    json.loads(r["info"]),
+                    bool(r["has_precert"]),
+                    bool(r["has_final"]),
+                    int(r["first_seen_ms"]),
+                )
+                for r in rows
+            ]
+
+    def checked(self, cert: QueuedCert, now: float, next_due: float, result: str) -> None:
+        key = (certs.c.issuer_key == cert.issuer_key) & (certs.c.serial == cert.serial)
+        with self._write() as conn:
+            conn.execute(
+                sa.update(certs)
+                .where(key)
+                .values(last_checked=now, due_at=next_due, last_result=result)
+            )
+
+    def cert_count(self) -> int:
+        with self._read() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(certs)) or 0)
+
+    def serials_seen(self, issuer_key: str) -> dict[str, tuple[int, bytes | None, bool]]:
+        """Serials of one issuer seen in CT: serial -> (earliest timestamp, a DER, is precert)."""
+        result: dict[str, tuple[int, bytes | None, bool]] = {}
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    entries.c.serial, entries.c.timestamp_ms, entries.c.der, entries.c.precert
+                )
+                .where(entries.c.issuer_key == issuer_key)
+                .order_by(entries.c.timestamp_ms)
+            )
+            for serial, ts, der, precert in rows:
+                if serial is None:
+                    continue
+                known = result.get(serial)
+                if known is None or (precert and not known[2]):
+                    result[serial] = (known[0] if known else int(ts), der, bool(precert))
+        return result
+
+    # -- problems --------------------------------------------------------------------------
+
+    def record(
+        self, subject: str, scope: str, findings: Sequence[Finding], now: float, *, family: str
+    ) -> None:
+        """The result of checking ``subject``: open or refresh each finding, resolve the open
+        problems of the same ``family`` (code prefix set) that this check no longer finds."""
+        with self._write() as conn:
+            open_rows = conn.execute(
+                sa.select(problems.c.id, problems.c.code).where(
+                    problems.c.subject == subject, problems.c.resolved_at.is_(None)
+                )
+            ).all()
+            open_by_code = {code: pid for pid, code in open_rows}
+            found = set()
+            for finding in findings:
+                found.add(finding.code.value)
+                evidence = json.dumps(finding.evidence, sort_keys=True, default=str)
+                pid = open_by_code.get(finding.code.value)
+                if pid is None:
+                    conn.execute(
+                        sa.insert(problems).values(
+                            code=finding.code.value,
+                            subject=subject,
+                            scope=scope,
+                            severity=finding.severity.value,
+                            message=finding.message,
+                            evidence=evidence,
+                            first_seen=now,
+                            last_seen=now,
+                        )
+                    )
+                else:
+                    conn.execute(
+                        sa.update(problems)
+                        .where(problems.c.id == pid)
+                        .values(last_seen=now, message=finding.message, evidence=evidence)
+                    )
+            prefixes = tuple(p for p in family.split(","))
+            for code, pid in open_by_code.items():
+                if code not in found and code.startswith(prefixes):
+                    conn.execute(
+                        sa.update(problems).where(problems.c.id == pid).values(resolved_at=now)
+                    )
+
+    def problems(self, *, open_only: bool = False) -> list[Problem]:
+        query = sa.select(problems).order_by(problems.c.scope, problems.c.code, problems.c.id)
+        if open_only:
+            query = query.where(problems.c.resolved_at.is_(None))
+        with self._read() as conn:
+            return [_problem(r) for r in conn.execute(query).mappings()]
+
+    def pending_alerts(self) -> list[tuple[str, Problem]]:
+        """Problems not yet alerted: ("open", p) and ("resolved", p)."""
+        query = sa.select(problems).where(
+            (problems.c.alerted_open.is_(False))
+            | (problems.c.resolved_at.is_not(None) & problems.c.alerted_resolved.is_(False))
+        )
+        result: list[tuple[str, Problem]] = []
+        with self._read() as conn:
+            for row in conn.execute(query.order_by(problems.c.id)).mappings():
+                problem = _problem(row)
+                if not row["alerted_open"]:
+                    result.append(("open", problem))
+                if problem.resolved_at is not None and not row["alerted_resolved"]:
+                    result.append(("resolved", problem))
+        return result
+
+    def mark_alerted(self, kind: str, problem_id: int) -> None:
+        column = "alerted_open" if kind == "open" else "alerted_resolved"
+        with self._write() as conn:
+            conn.execute(
+                sa.update(problems).where(problems.c.id == problem_id).values({column: True})
+            )
+
+
+def _problem(row: sa.RowMapping) -> Problem:
+    return Problem(
+        int(row["id"]),
+        row["code"],
+        row["subject"],
+        row["scope"],
+        row["severity"],
+        row["message"],
+        json.loads(row["evidence"]),
+        float(row["first_seen"]),
+        float(row["last_seen"]),
+        None if row["resolved_at"] is None else float(row["resolved_at"]),
+    )
