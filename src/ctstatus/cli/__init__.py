@@ -17,6 +17,7 @@ from ctstatus.cli import ct as ct_commands
 from ctstatus.cli import ledger as ledger_commands
 from ctstatus.cli import log as log_commands
 from ctstatus.cli import ocsp as ocsp_commands
+from ctstatus.cli import watch as watch_commands
 from ctstatus.cli.check import check_command
 from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
@@ -44,6 +45,7 @@ Start here:
   ctstatus -i DIR ocsp serve the OCSP responder and the CRLs over HTTP
   ctstatus -i DIR revoke S   revoke serial S (OCSP and CRLs follow)
   ctstatus log init|serve    local RFC 6962 / static-ct-api CT logs (docs/ctlog.md)
+  ctstatus watch [--once]    follow CT logs, check OCSP/CRLs, reconcile (docs/watch.md)
 
 Every option of the instance's ctstatus.toml is documented in docs/configuration.md.
 """
@@ -66,6 +68,8 @@ app.command("revoke")(revoke_command)
 app.command("issue")(issue_command)
 app.command("recover")(recover_command)
 app.add_typer(log_commands.app, name="log")
+app.add_typer(watch_commands.app, name="watch")
+app.command("reconcile")(watch_commands.reconcile_command)
 
 
 def _version(value: bool) -> None:

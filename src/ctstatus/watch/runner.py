@@ -68,7 +68,9 @@ class Watcher:
         self.config = config
         self.clock = clock
         self.store = WatchStore.open(_database_url(config.database, base))
-        watched_certs = {} if isinstance(config.issuers, str) else _issuer_keys(config.issuers, base)
+        watched_certs = (
+            {} if isinstance(config.issuers, str) else _issuer_keys(config.issuers, base)
+        )
         own = _issuer_keys(config.own_issuers, base)
         for key, (der, name) in (watched_certs | own).items():
             self.store.add_issuer(key, der, name)

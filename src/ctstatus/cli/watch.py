@@ -1,0 +1,140 @@
+"""``ctstatus watch``, ``ctstatus watch report`` and ``ctstatus reconcile``: the CT monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ctstatus.cli.common import console, open_instance
+
+app = typer.Typer(
+    help="Follow CT logs and check every (pre)certificate's OCSP and CRL status (docs/watch.md).",
+    invoke_without_command=True,
+)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="CTSTATUS_WATCH_CONFIG", help="The watcher's TOML file."),
+]
+
+
+@app.callback()
+def watch_command(
+    ctx: typer.Context,
+    config: ConfigOption = Path("watch.toml"),
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (for cron); exit 1 if new problems opened.")
+    ] = False,
+) -> None:
+    """Run the watcher as a daemon (or one pass with --once)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    from ctstatus.watch.config import load_watch_config
+    from ctstatus.watch.runner import Watcher
+
+    settings, base = load_watch_config(config)
+    watcher = Watcher(settings, base)
+    try:
+        if not once:
+            asyncio.run(watcher.run_forever())
+            return
+        result = asyncio.run(watcher.run_once())
+    finally:
+        watcher.close()
+    for follow in result.follow:
+        console.print(
+            f"log {follow.log}: tree {follow.tree_size}, +{follow.downloaded} entries, "
+            f"verified {follow.verified_size}"
+        )
+    console.print(
+        f"checked {result.checks.checked} (pre)certificates; "
+        f"{result.new_problems} new problem(s); {result.alerts} alert(s) sent"
+    )
+    if result.new_problems:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    config: ConfigOption = Path("watch.toml"),
+    json_output: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
+    all_problems: Annotated[bool, typer.Option("--all", help="Include resolved problems.")] = False,
+) -> None:
+    """Problems by CA and code."""
+    from ctstatus.watch.config import load_watch_config
+    from ctstatus.watch.report import print_report, report_json
+    from ctstatus.watch.runner import _database_url
+    from ctstatus.watch.store import WatchStore
+
+    settings, base = load_watch_config(config)
+    store = WatchStore.open(_database_url(settings.database, base))
+    try:
+        problems = store.problems(open_only=not all_problems)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(report_json(problems))
+    else:
+        print_report(console, problems)
+
+
+def reconcile_command(
+    config: ConfigOption = Path("watch.toml"),
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Import each orphan precertificate into the ledger and revoke it per "
+            "[issuance] abandon (journaled).",
+        ),
+    ] = False,
+    mmd_seconds: Annotated[
+        int, typer.Option(help="How long a precertificate may take to appear in a log.")
+    ] = 86_400,
+) -> None:
+    """Serials seen in CT but missing from the ledger (orphans), and ledger precertificates
+    missing from CT. Exit 1 while orphans remain."""
+    from datetime import timedelta
+
+    from ctstatus.clock import system_clock
+    from ctstatus.watch.config import load_watch_config
+    from ctstatus.watch.reconcile import abandon_reason, reconcile
+    from ctstatus.watch.runner import _database_url
+    from ctstatus.watch.store import WatchStore
+
+    instance = open_instance()
+    settings, base = load_watch_config(config)
+    store = WatchStore.open(_database_url(settings.database, base))
+    ledger = instance.open_ledger()
+    issuance = instance.config.issuance
+    try:
+        result = reconcile(
+            ledger,
+            store,
+            system_clock(),
+            mmd=timedelta(seconds=mmd_seconds),
+            crl_shards=instance.config.profiles.tls_server.crl_shards,
+            abandon=issuance.abandon,
+            reason=abandon_reason(issuance.abandon_reason),
+            fix=fix,
+        )
+    finally:
+        ledger.close()
+        store.close()
+    for issuer, serial in result.orphans:
+        done = "imported and settled" if (issuer, serial) in result.fixed else "ORPHAN"
+        console.print(f"{issuer} {serial}: {done}")
+    for issuer, serial, why in result.unfixable:
+        console.print(f"{issuer} {serial}: not imported ({why})")
+    for issuer, serial in result.unlogged:
+        console.print(f"{issuer} {serial}: precertificate not seen in any followed log")
+    console.print(
+        f"{len(result.orphans)} orphan(s), {len(result.fixed)} fixed, "
+        f"{len(result.unlogged)} unlogged precertificate(s)"
+    )
+    if len(result.orphans) > len(result.fixed):
+        raise typer.Exit(1)
