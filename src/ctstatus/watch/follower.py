@@ -145,7 +145,8 @@ class LogFollower:
                     continue
                 root = tree.root()
                 if root != sth.root_hash:
-                    dropped = self.store.rewind(self.log_id)
+                    self.store.rewind(self.log_id)
+                    dropped = size - verified_size
                     message = (
                         f"the {size} entries served do not hash to the signed root "
                         f"(recomputed {root.hex()[:16]}…, signed {sth.root_hash.hex()[:16]}…)"

@@ -204,6 +204,12 @@ class WatchStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> WatchStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
