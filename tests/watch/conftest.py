@@ -268,12 +268,12 @@ class Served:
         self.thread.join(timeout=10)
 
 
-def serve_app(app: Any, port: int | None = None) -> Served:
+def serve_app(app: Any, port: int | None = None, *, lifespan: str = "off") -> Served:
     import uvicorn
 
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_level="warning"
+        app, host="127.0.0.1", port=port, lifespan=lifespan, access_log=False, log_level="warning"
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

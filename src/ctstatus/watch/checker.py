@@ -135,13 +135,15 @@ class Checker:
                 next_due = min(next_due, max(stamp + 60, ocsp_verdict.next_update.timestamp()))
             await self._probe(url, issuer, scope, now)
         crl_status: tuple[str | None, tuple[datetime, str | None] | None] = (None, None)
+        crl_issued: datetime | None = None
         for url in info.get("crl", [])[:1]:
             state = await self.crls.get(url, issuer, now)
             self.store.record(f"crl:{url}", scope, state.findings, stamp, family="crl.")
             crl_status = self.crls.lookup(state, serial)
+            crl_issued = state.this_update
         if not info.get("ocsp") and not info.get("crl"):
             findings.append(Finding(Code.NO_STATUS_SOURCE, "no OCSP URL and no CRL DP", evidence))
-        findings.extend(_cross(ocsp_verdict, crl_status))
+        findings.extend(_cross(ocsp_verdict, crl_status, crl_issued))
         findings = [Finding(f.code, f.message, evidence | f.evidence) for f in findings]
         self.store.record(subject, scope, findings, stamp, family=CERT_FAMILY)
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
@@ -229,10 +231,20 @@ def _unusable(fetched: Fetched) -> bool:
 def _cross(
     ocsp_verdict: Verdict | None,
     crl: tuple[str | None, tuple[datetime, str | None] | None],
+    crl_issued: datetime | None,
 ) -> list[Finding]:
-    """OCSP and the CRL must agree (anchors.md §6.4, cross-source)."""
+    """OCSP and the CRL must agree (anchors.md §6.4, cross-source); a CRL issued before an
+    OCSP revocation cannot list it yet (BR §4.9.7 gives the CA 24 hours), so that is no finding."""
     crl_status, crl_entry = crl
     if ocsp_verdict is None or ocsp_verdict.status is None or crl_status is None:
+        return []
+    revoked_at = ocsp_verdict.revoked_at
+    if (
+        crl_status == "not_listed"
+        and revoked_at is not None
+        and crl_issued is not None
+        and crl_issued < revoked_at
+    ):
         return []
     if ocsp_verdict.status == "good" and crl_status == "revoked":
         return [Finding(Code.CRL_REVOKED_OCSP_GOOD, "revoked in the CRL, good in OCSP")]

@@ -40,6 +40,7 @@ class WatchConfig(_Section):
     download_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     check_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
+    resolve: dict[str, str] = {}
     alerts: AlertsConfig = AlertsConfig()
 
 

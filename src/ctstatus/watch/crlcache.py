@@ -29,6 +29,7 @@ class CrlState:
     last_modified: str | None = None
     fetched_at: float = 0.0
     next_update: datetime | None = None
+    this_update: datetime | None = None
     revoked: dict[int, tuple[datetime, str | None]] | None = None
     findings: list[Finding] = field(default_factory=list)
     fetches: int = 0
@@ -110,6 +111,7 @@ class CrlCache:
             index[entry.serial_number] = (entry.revocation_date_utc, reason)
         state.revoked = index
         state.next_update = crl.next_update_utc
+        state.this_update = crl.last_update_utc
 
     @staticmethod
     def _judge_freshness(state: CrlState, now: datetime) -> None:

@@ -102,3 +102,25 @@ async def fetch(
                 result.evidence(),
             )
     return result
+
+
+class ResolvingTransport(httpx.AsyncBaseTransport):
+    """curl's ``--resolve``: send requests for some host[:port] to another address, keeping
+    the Host header (a staging CA, or tests whose certificates name public hosts)."""
+
+    def __init__(self, resolve: dict[str, str], inner: httpx.AsyncBaseTransport) -> None:
+        self.resolve = resolve
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        target = self.resolve.get(f"{url.host}:{url.port}") if url.port else None
+        target = target or self.resolve.get(url.host)
+        if target is not None:
+            host, _, port = target.rpartition(":")
+            request.url = url.copy_with(host=host, port=int(port))
+            request.headers["Host"] = url.netloc.decode("ascii")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

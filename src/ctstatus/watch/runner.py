@@ -21,6 +21,7 @@ from ctstatus.watch.checker import Checker, CheckResult, CheckSettings
 from ctstatus.watch.config import WatchConfig
 from ctstatus.watch.entries import ALL, issuer_key_of
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
+from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.store import WatchStore
 
 
@@ -119,7 +120,10 @@ class Watcher:
         before = {p.id for p in self.store.problems(open_only=True)}
         result = PassResult()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        async with httpx.AsyncClient(limits=limits) as http:
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits)
+        if self.config.resolve:
+            transport = ResolvingTransport(dict(self.config.resolve), transport)
+        async with httpx.AsyncClient(transport=transport) as http:
             followers = [
                 LogFollower(
                     LogClient(

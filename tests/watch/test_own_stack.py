@@ -1,0 +1,188 @@
+"""Our own stack, watched from outside: a real instance issuing through three real CT logs, its
+OCSP responder and CRLs served over HTTP. A correct CA gives zero problems; a precertificate
+that reaches a log without a ledger row (the incident) is an orphan that ``reconcile --fix``
+settles through the ledger's own API."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ctstatus.instance import Instance
+from ctstatus.ledger import RevocationReason, SerialState
+from ctstatus.watch.config import WatchConfig
+from ctstatus.watch.reconcile import reconcile
+from ctstatus.watch.runner import Watcher
+
+from .conftest import Logs, Served, free_port, serve_app, start_logs, stop_logs
+
+CTSTATUS = Path(sys.executable).parent / "ctstatus"
+
+
+@dataclass
+class OwnStack:
+    directory: Path
+    logs: Logs
+    status: Served
+    work: Path
+    port: int
+
+    def issue(self, name: str) -> int:
+        out = self.work / f"{name}.pem"
+        result = subprocess.run(
+            [
+                CTSTATUS,
+                "-i",
+                self.directory,
+                "issue",
+                name,
+                "--out",
+                out,
+                "--key-out",
+                self.work / f"{name}.key",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return x509.load_pem_x509_certificates(out.read_bytes())[0].serial_number
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnStack]:
+    from ctstatus.ca.bootstrap import init_instance
+    from ctstatus.config import new_instance_config
+    from ctstatus.status import wiring
+
+    work = tmp_path_factory.mktemp("own-stack")
+    port = free_port()
+    config = new_instance_config(
+        ledger_url="sqlite:///ledger.sqlite3",
+        log_list=work / "logs" / "loglist.json",
+    )
+    directory = init_instance(work / "ca", config).directory
+    instance = Instance.open(directory)
+    root = instance.certificate(instance.config.ca.root)
+    logs = start_logs(work / "logs", [root], count=3)
+    wired = wiring.build(instance)
+    status = serve_app(wired.app, port, lifespan="on")
+    yield OwnStack(directory, logs, status, work, port)
+    status.stop()
+    wired.close()
+    stop_logs(logs)
+
+
+def watcher_for(stack: OwnStack) -> Watcher:
+    instance = Instance.open(stack.directory)
+    issuing = instance.path(instance.config.ca.issuing.certificate)
+    config = WatchConfig(
+        database=f"sqlite:///{stack.work / 'watch.db'}",
+        log_list=str(stack.logs.log_list),
+        issuers=[issuing],
+        own_issuers=[issuing],
+        grace_seconds=900,
+        timeout_seconds=5,
+        alerts={"stdout": False},
+        resolve={"pki.example.com": f"127.0.0.1:{stack.port}"},
+    )
+    return Watcher(config, stack.work)
+
+
+def test_a_correct_ca_has_no_problems(stack: OwnStack) -> None:
+    serials = {stack.issue(f"watch-{i}.example.com") for i in range(2)}
+    for log in ("alpha", "bravo", "charlie"):
+        stack.logs.publish(log)
+    watcher = watcher_for(stack)
+    try:
+        result = asyncio.run(watcher.run_once())
+        assert all(f.findings == [] for f in result.follow)
+        assert result.checks.checked == len(serials)  # precert + final paired, across 3 logs
+        assert watcher.store.problems() == []
+    finally:
+        watcher.close()
+
+
+def test_an_orphan_precertificate_is_found_and_fixed(stack: OwnStack) -> None:
+    from ctstatus.ca import profiles
+    from ctstatus.keys.assemble import sign_certificate
+
+    instance = Instance.open(stack.directory)
+    ca = instance.config.ca.issuing
+    signer = instance.signer(ca)
+    issuing = instance.certificate(ca)
+    serial = profiles.new_serial()
+    builder = profiles.tls_server(
+        signer.public_key(),
+        [x509.DNSName("orphan.example.com")],
+        issuing,
+        serial,
+        datetime.now(UTC) - timedelta(minutes=1),
+        90,
+        ocsp_url=instance.config.urls.ocsp_url(ca.name),
+        ca_issuers_url=instance.config.urls.ca_issuers_url(ca.name),
+        crl_url=instance.config.urls.crl_url(ca.name, serial % 4),
+    ).add_extension(x509.PrecertPoison(), critical=True)
+    precert = sign_certificate(builder, signer).public_bytes(Encoding.DER)
+    stack.logs.submit("alpha", [precert, issuing.public_bytes(Encoding.DER)])
+    stack.logs.publish("alpha")
+
+    watcher = watcher_for(stack)
+    ledger = instance.open_ledger()
+    try:
+        asyncio.run(watcher.run_once())
+        issuer = ledger.issuer_by_name(ca.name)
+        assert issuer is not None
+        assert ledger.get(issuer.id, serial) is None
+        options = {
+            "mmd": timedelta(days=1),
+            "crl_shards": 4,
+            "abandon": "revoke",
+            "reason": RevocationReason.UNSPECIFIED,
+        }
+        found = reconcile(ledger, watcher.store, datetime.now(UTC), **options)  # type: ignore[arg-type]
+        assert found.orphans == [(ca.name, format(serial, "x"))]
+        # The watcher saw the incident itself: our responder has no record of the serial.
+        assert {p.code for p in watcher.store.problems(open_only=True)} == {
+            "reconcile.orphan",
+            "ocsp.unauthorized",
+        }
+        fixed = reconcile(ledger, watcher.store, datetime.now(UTC), fix=True, **options)  # type: ignore[arg-type]
+        assert fixed.fixed == found.orphans
+        record = ledger.get(issuer.id, serial)
+        assert record is not None
+        assert record.state is SerialState.REVOKED
+        assert record.precert_der == precert
+        actions = [e.action for e in ledger.events(issuer_id=issuer.id) if e.serial == serial]
+        assert actors_are_reconcile(ledger, issuer.id, serial)
+        assert len(actions) == 4
+        again = reconcile(ledger, watcher.store, datetime.now(UTC), **options)  # type: ignore[arg-type]
+        assert again.orphans == []
+        # The responder follows the ledger: a recheck now finds the serial revoked, not unknown.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with watcher.store.engine.begin() as conn:
+                conn.exec_driver_sql("UPDATE watch_certs SET due_at = 0")
+            asyncio.run(watcher.run_once())  # real work: the responder picks the change up
+            if not watcher.store.problems(open_only=True):
+                break
+        assert watcher.store.problems(open_only=True) == []
+    finally:
+        ledger.close()
+        watcher.close()
+
+
+def actors_are_reconcile(ledger: object, issuer_id: int, serial: int) -> bool:
+    events = [e for e in ledger.events(issuer_id=issuer_id) if e.serial == serial]  # type: ignore[attr-defined]
+    return all(e.actor == "watch:reconcile" for e in events)
