@@ -23,6 +23,7 @@ from ctstatus.ct.errors import DecodeError
 from ctstatus.ct.reader import LogEntry
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ct.structures import LogEntryType
+from ctstatus.ctlog.tbs import tbs_without_poison
 from ctstatus.watch.store import EntryRow
 
 ALL = "all"
@@ -58,15 +59,16 @@ def parse_entry(entry: LogEntry, watched: Collection[str] | str) -> Parsed:
             issuer_key = key_hash.hex()
             tbs = leaf.timestamped_entry.certificate
             cert_der = entry.pre_certificate
-            if cert_der is not None and tbs_for_ct(cert_der) != tbs:
+            if cert_der is None:
+                raise DecodeError("no precertificate in extra_data")
+            certificate = x509.load_der_x509_certificate(cert_der)
+            if _precert_tbs(cert_der) != tbs:
                 raise DecodeError("the precertificate in extra_data does not match the leaf TBS")
         else:
             cert_der = leaf.timestamped_entry.certificate
-            tbs = tbs_for_ct(cert_der)
+            certificate = x509.load_der_x509_certificate(cert_der)
+            tbs = _final_tbs(certificate, cert_der)
             issuer_key = issuer_key_of(issuer_der) if issuer_der is not None else None
-        if cert_der is None:
-            raise DecodeError("no certificate in the entry")
-        certificate = x509.load_der_x509_certificate(cert_der)
         serial = format(certificate.serial_number, "x")
         is_watched = issuer_key is not None and (watched == ALL or issuer_key in watched)
         info = describe(certificate) if is_watched else None
@@ -84,6 +86,23 @@ def parse_entry(entry: LogEntry, watched: Collection[str] | str) -> Parsed:
         cert_der if is_watched else None,
     )
     return Parsed(row, issuer_der if is_watched else None)
+
+
+def _precert_tbs(der_bytes: bytes) -> bytes:
+    """TBS minus poison: the fast walk over a certificate cryptography has already parsed,
+    the strict one when the fast one cannot (e.g. no poison)."""
+    try:
+        return tbs_without_poison(der_bytes)
+    except (ValueError, IndexError):
+        return tbs_for_ct(der_bytes)
+
+
+def _final_tbs(certificate: x509.Certificate, der_bytes: bytes) -> bytes:
+    """TBS minus the SCT list, by cryptography (Rust), falling back to the strict walk."""
+    try:
+        return certificate.tbs_precertificate_bytes
+    except ValueError:
+        return tbs_for_ct(der_bytes)
 
 
 def _bare(entry: LogEntry, timestamp: int, precert: bool = False) -> EntryRow:

@@ -274,8 +274,7 @@ class WatchStore:
             )
             if updated.rowcount != 1:
                 raise RuntimeError(f"log {log_id[:12]}: cursor moved under us (two watchers?)")
-            for row, due in queue:
-                self._queue(conn, row, due)
+            self._queue_many(conn, list(queue))
 
     def rewind(self, log_id: str) -> int:
         """Drop entries past the verified position (their root did not match); how many."""
@@ -355,34 +354,58 @@ class WatchStore:
             }
 
     @staticmethod
-    def _queue(conn: Connection, row: EntryRow, due: float) -> None:
-        """Add a verified watched entry to the check queue; a precert and its final certificate
-        (same issuer, serial and TBS hash) share one row."""
-        assert row.issuer_key is not None
-        assert row.serial is not None
-        assert row.tbs_sha256 is not None
-        assert row.info is not None
-        key = (certs.c.issuer_key == row.issuer_key) & (certs.c.serial == row.serial)
-        current = conn.execute(sa.select(certs).where(key)).mappings().first()
-        flag = "has_precert" if row.precert else "has_final"
-        if current is None:
+    def _queue_many(conn: Connection, queue: list[tuple[EntryRow, float]]) -> None:
+        """Add verified watched entries to the check queue; a precert and its final certificate
+        (same issuer, serial and TBS hash) share one row, due at the earlier of the two."""
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for row, due in queue:
+            assert row.issuer_key is not None
+            assert row.serial is not None
+            key = (row.issuer_key, row.serial)
+            flag = "has_precert" if row.precert else "has_final"
+            current = merged.get(key)
+            if current is None:
+                merged[key] = {
+                    "issuer_key": row.issuer_key,
+                    "serial": row.serial,
+                    "tbs_sha256": row.tbs_sha256,
+                    "has_precert": row.precert,
+                    "has_final": not row.precert,
+                    "first_seen_ms": row.timestamp_ms,
+                    "info": json.dumps(row.info, sort_keys=True),
+                    "due_at": due,
+                }
+                continue
+            current[flag] = True
+            current["first_seen_ms"] = min(current["first_seen_ms"], row.timestamp_ms)
+            current["due_at"] = min(current["due_at"], due)
+        if not merged:
+            return
+        serials = sorted({serial for _, serial in merged})
+        existing = {
+            (r.issuer_key, r.serial): r
+            for chunk in range(0, len(serials), 500)
+            for r in conn.execute(
+                sa.select(certs).where(certs.c.serial.in_(serials[chunk : chunk + 500]))
+            )
+        }
+        new = [v for k, v in merged.items() if k not in existing]
+        if new:
+            conn.execute(sa.insert(certs), new)
+        for key, values in merged.items():
+            old = existing.get(key)
+            if old is None:
+                continue
             conn.execute(
-                sa.insert(certs).values(
-                    issuer_key=row.issuer_key,
-                    serial=row.serial,
-                    tbs_sha256=row.tbs_sha256,
-                    has_precert=row.precert,
-                    has_final=not row.precert,
-                    first_seen_ms=row.timestamp_ms,
-                    info=json.dumps(row.info, sort_keys=True),
-                    due_at=due,
+                sa.update(certs)
+                .where(certs.c.issuer_key == key[0], certs.c.serial == key[1])
+                .values(
+                    has_precert=bool(old.has_precert or values["has_precert"]),
+                    has_final=bool(old.has_final or values["has_final"]),
+                    first_seen_ms=min(int(old.first_seen_ms), values["first_seen_ms"]),
+                    due_at=min(float(old.due_at), values["due_at"]),
                 )
             )
-            return
-        values: dict[str, Any] = {flag: True}
-        if row.timestamp_ms < current["first_seen_ms"]:
-            values |= {"first_seen_ms": row.timestamp_ms, "due_at": min(due, current["due_at"])}
-        conn.execute(sa.update(certs).where(key).values(**values))
 
     def due(self, now: float, limit: int = 1000) -> list[QueuedCert]:
         with self._read() as conn:
