@@ -23,6 +23,7 @@ from ctstatus.cli.common import STATE
 from ctstatus.cli.init import init_command
 from ctstatus.cli.issue import issue_command, recover_command
 from ctstatus.cli.revoke import revoke_command
+from ctstatus.cli.up import up_command
 from ctstatus.errors import UserError
 
 HELP = """\
@@ -35,6 +36,8 @@ abandon path, so the serial always has a status.
 
 \b
 Start here:
+  ctstatus up [--demo]       everything on this machine: CA, 3 CT logs, OCSP/CRLs, API, watcher,
+                             dashboard (docs/deployment.md)
   ctstatus init DIR          create an instance: config, keys, root + issuing CA, ledger
   ctstatus -i DIR ca show    show the CA hierarchy and the serials in the ledger
   ctstatus -i DIR check      open the ledger and every key; lint and verify the CA certificates
@@ -70,6 +73,7 @@ app.command("recover")(recover_command)
 app.add_typer(log_commands.app, name="log")
 app.add_typer(watch_commands.app, name="watch")
 app.command("reconcile")(watch_commands.reconcile_command)
+app.command("up")(up_command)
 
 
 def _version(value: bool) -> None:

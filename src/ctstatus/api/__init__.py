@@ -1,0 +1,1 @@
+"""The issuance HTTP API: issue from a CSR, fetch, revoke, and a serial's lifecycle."""

@@ -1,0 +1,327 @@
+"""What the dashboard reads: the ledger, the watcher's store, the running logs, the samples.
+
+Database reads run in worker threads so the shared event loop keeps serving OCSP and CT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import sqlalchemy as sa
+
+from ctstatus.api.service import IssuanceBackend
+from ctstatus.ctlog.service import CtLog
+from ctstatus.instance import Instance
+from ctstatus.ledger import SerialState
+from ctstatus.stack.metrics import Series
+from ctstatus.watch.store import WatchStore
+from ctstatus.web.ocsp_probe import probe
+
+
+def _iso(ms: int | float | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class DashboardContext:
+    instance: Instance
+    backend: IssuanceBackend
+    watch_store: WatchStore
+    logs: Mapping[str, CtLog]
+    series: Series
+    status_url: str
+    http: httpx.AsyncClient
+    demo: bool = False
+
+    # -- sampling -----------------------------------------------------------------------
+
+    async def sample_forever(self, interval: float) -> None:
+        while True:
+            problems = await asyncio.to_thread(self.watch_store.problems, open_only=True)
+            self.series.sample(time.monotonic(), len(problems))
+            await asyncio.sleep(interval)
+
+    # -- overview -----------------------------------------------------------------------
+
+    def _overview_sync(self) -> dict[str, Any]:
+        from ctstatus.ledger.schema import crls, events
+        from ctstatus.watch.store import logs as watch_logs
+
+        ledger = self.backend.ledger
+        counts = ledger.count_by_state()
+        issuers = [
+            {
+                "name": issuer.name,
+                "subject": issuer.certificate.subject.rfc4514_string(),
+                "not_after": issuer.not_after.date().isoformat(),
+                "counts": ledger.count_by_state(issuer.id),
+            }
+            for issuer in ledger.issuers()
+        ]
+        now = datetime.now(UTC)
+        since = now - timedelta(minutes=30)
+        minutes = [(since + timedelta(minutes=i + 1)).strftime("%H:%M") for i in range(30)]
+        issued = [0.0] * 30
+        abandoned = [0.0] * 30
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.at, events.c.to_state).where(
+                    events.c.at >= since,
+                    events.c.to_state.in_([SerialState.ISSUED.value, SerialState.ABANDONED.value]),
+                )
+            ).all()
+            quorum_failures = int(
+                conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(events)
+                    .where(events.c.to_state == SerialState.ABANDONED.value)
+                )
+                or 0
+            )
+            crl_rows = conn.execute(
+                sa.select(
+                    crls.c.issuer_id,
+                    crls.c.shard,
+                    sa.func.max(crls.c.this_update),
+                    sa.func.max(crls.c.crl_number),
+                ).group_by(crls.c.issuer_id, crls.c.shard)
+            ).all()
+            recent_abandoned = conn.execute(
+                sa.select(events.c.serial_id, events.c.at, events.c.detail)
+                .where(events.c.to_state == SerialState.ABANDONED.value)
+                .order_by(events.c.id.desc())
+                .limit(8)
+            ).all()
+        for at, state in rows:
+            when = at if at.tzinfo else at.replace(tzinfo=UTC)
+            index = min(29, max(0, int((when - since).total_seconds() // 60)))
+            (issued if state == SerialState.ISSUED.value else abandoned)[index] += 1
+        names = {issuer.id: issuer.name for issuer in ledger.issuers()}
+        crl_ages = [
+            {
+                "issuer": names.get(issuer_id, str(issuer_id)),
+                "shard": shard,
+                "number": number,
+                "this_update": this_update.isoformat(timespec="seconds"),
+                "age_s": int(
+                    (now - (this_update if this_update.tzinfo else this_update.replace(tzinfo=UTC)))
+                    .total_seconds()
+                ),
+            }
+            for issuer_id, shard, this_update, number in crl_rows
+        ]
+        abandoned_serials = []
+        from ctstatus.ledger.schema import serials
+
+        with ledger.engine.connect() as conn:
+            for serial_id, at, detail in recent_abandoned:
+                row = conn.execute(
+                    sa.select(serials.c.serial, serials.c.state, serials.c.revoked_at).where(
+                        serials.c.id == serial_id
+                    )
+                ).first()
+                if row is None:
+                    continue
+                why = json.loads(detail).get("reason") or json.loads(detail).get("error", "")
+                abandoned_serials.append(
+                    {
+                        "serial": row[0],
+                        "at": at.isoformat(timespec="seconds"),
+                        "state": row[1],
+                        "why": str(why)[:160],
+                    }
+                )
+        with self.watch_store.engine.connect() as conn:
+            followed = {
+                r.name: r
+                for r in conn.execute(
+                    sa.select(
+                        watch_logs.c.name,
+                        watch_logs.c.download_size,
+                        watch_logs.c.verified_size,
+                        watch_logs.c.verified_sth_ms,
+                        watch_logs.c.updated_at,
+                    )
+                )
+            }
+        logs = []
+        for name, log in self.logs.items():
+            size = log.latest_sth.tree_size if log.latest_sth is not None else 0
+            seen = next((row for key, row in followed.items() if name in key), None)
+            verified = int(seen.verified_size) if seen is not None else 0
+            logs.append(
+                {
+                    "name": name,
+                    "operator": log.settings.operator,
+                    "size": size,
+                    "verified": verified,
+                    "lag": max(0, size - verified),
+                    "verified_sth": _iso(seen.verified_sth_ms) if seen is not None else None,
+                    "faulty": log.faults.faults != type(log.faults.faults)(),
+                }
+            )
+        return {
+            "counts": {state.value: count for state, count in counts.items()},
+            "issuers": issuers,
+            "minutes": minutes,
+            "issued": issued,
+            "abandoned": abandoned,
+            "quorum_failures": quorum_failures,
+            "crl_ages": sorted(crl_ages, key=lambda c: (c["issuer"], c["shard"])),
+            "abandoned_serials": abandoned_serials,
+            "logs": logs,
+            "open_problems": len(self.watch_store.problems(open_only=True)),
+        }
+
+    async def overview(self) -> dict[str, Any]:
+        data = await asyncio.to_thread(self._overview_sync)
+        for item in data["abandoned_serials"]:
+            answer = await self.ocsp(int(item["serial"], 16))
+            item["ocsp"] = answer
+        stats = self.series.stats
+        latest = self.series.latest()
+        data["ocsp"] = {
+            "total": stats.ocsp_requests,
+            "crl_total": stats.crl_requests,
+            "per_s": None if latest is None else latest.ocsp_per_s,
+            "p50_ms": None if latest is None else latest.ocsp_p50_ms,
+            "p95_ms": None if latest is None else latest.ocsp_p95_ms,
+        }
+        samples = list(self.series.samples)[-120:]
+        data["latency_series"] = [s.ocsp_p95_ms for s in samples]
+        data["rate_series"] = [s.ocsp_per_s for s in samples]
+        data["problem_series"] = [float(s.open_problems) for s in samples]
+        return data
+
+    # -- problems -----------------------------------------------------------------------
+
+    async def problems(self) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(self.watch_store.problems, open_only=False)
+        return [p.to_json() for p in found]
+
+    # -- one serial ---------------------------------------------------------------------
+
+    async def ocsp(self, serial: int) -> dict[str, Any]:
+        path = urlsplit(self.instance.config.urls.ocsp_url(self.backend.issuer_name)).path
+        return await probe(
+            self.http, self.status_url, path, self.backend.issuer_certificate, serial
+        )
+
+    def _ct_sync(self, serial: int) -> dict[str, Any]:
+        from ctstatus.watch.store import certs, entries
+        from ctstatus.watch.store import logs as watch_logs
+
+        hex_serial = format(serial, "x")
+        with self.watch_store.engine.connect() as conn:
+            names = dict(conn.execute(sa.select(watch_logs.c.log_id, watch_logs.c.name)).all())
+            seen = [
+                {
+                    "log": names.get(r.log_id, r.log_id[:12]),
+                    "index": r.idx,
+                    "kind": "precertificate" if r.precert else "certificate",
+                    "at": _iso(r.timestamp_ms),
+                    "at_ms": r.timestamp_ms,
+                }
+                for r in conn.execute(
+                    sa.select(
+                        entries.c.log_id, entries.c.idx, entries.c.precert, entries.c.timestamp_ms
+                    ).where(entries.c.serial == hex_serial)
+                )
+            ]
+            check = conn.execute(
+                sa.select(certs.c.last_checked, certs.c.last_result, certs.c.first_seen_ms).where(
+                    certs.c.serial == hex_serial
+                )
+            ).first()
+        problems = [
+            p.to_json() for p in self.watch_store.problems() if hex_serial in p.subject
+        ]
+        return {
+            "entries": seen,
+            "last_checked": None if check is None or check[0] is None else _iso(check[0] * 1000),
+            "last_result": None if check is None else check[1],
+            "problems": problems,
+        }
+
+    async def serial(self, serial: int) -> dict[str, Any] | None:
+        record = await self.backend.record(serial)
+        if record is None:
+            return None
+        from ctstatus.api.service import record_json
+
+        journal = await self.backend.journal(serial)
+        ct = await asyncio.to_thread(self._ct_sync, serial)
+        timeline: list[dict[str, Any]] = []
+        for event in journal:
+            timeline.append(
+                {
+                    "at": event["at"],
+                    "kind": "ledger",
+                    "title": event["action"].replace("_", " "),
+                    "state": event["to"],
+                    "actor": event["actor"],
+                    "detail": event["detail"],
+                }
+            )
+            for sct in event["detail"].get("scts", []) if isinstance(event["detail"], dict) else []:
+                if isinstance(sct, dict):
+                    timeline.append(
+                        {
+                            "at": _iso(sct.get("timestamp_ms")) or event["at"],
+                            "kind": "sct",
+                            "title": f"SCT from {sct.get('log', '?')}",
+                            "state": None,
+                            "actor": sct.get("operator", ""),
+                            "detail": sct,
+                        }
+                    )
+        for entry in ct["entries"]:
+            timeline.append(
+                {
+                    "at": entry["at"],
+                    "kind": "ct",
+                    "title": f"{entry['kind']} in log {entry['log']} (#{entry['index']})",
+                    "state": None,
+                    "actor": "watcher",
+                    "detail": entry,
+                }
+            )
+        if ct["last_checked"]:
+            timeline.append(
+                {
+                    "at": ct["last_checked"],
+                    "kind": "watch",
+                    "title": "watcher checked OCSP and CRL",
+                    "state": None,
+                    "actor": "watcher",
+                    "detail": {"result": ct["last_result"]},
+                }
+            )
+        answer = await self.ocsp(serial)
+        timeline.append(
+            {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "kind": "ocsp",
+                "title": f"OCSP now: {answer.get('cert_status', answer.get('error', '?'))}",
+                "state": None,
+                "actor": "dashboard (live query)",
+                "detail": {k: v for k, v in answer.items() if k != "raw_b64"},
+            }
+        )
+        timeline.sort(key=lambda item: str(item["at"]))
+        return {
+            "record": record_json(record),
+            "timeline": timeline,
+            "ocsp": answer,
+            "ct": ct,
+        }
