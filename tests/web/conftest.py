@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.stack.conftest import demo_stack  # noqa: F401 (a fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")

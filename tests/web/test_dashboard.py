@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.stack.conftest import Up
 
 pytestmark = pytest.mark.browser

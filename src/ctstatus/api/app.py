@@ -119,9 +119,7 @@ class IssuanceApi:
         except UnicodeEncodeError:
             raise ApiError(422, "the CSR is not valid text") from None
         try:
-            issuance_request = request_from_csr(
-                data, lifetime_days=lifetime, request_id=request_id
-            )
+            issuance_request = request_from_csr(data, lifetime_days=lifetime, request_id=request_id)
             result = await self.backend.issue(issuance_request)
         except (BadRequest, LintFailed) as exc:
             raise ApiError(422, exc.message, exc.hint) from None

@@ -90,9 +90,7 @@ class Series:
             rate = (count - self._last_count) / (now - self._last_at)
         recent = list(self.stats.recent_ocsp_ms)[-500:]
         self.stats.recent_ocsp_ms.clear()
-        sample = Sample(
-            now, rate, percentile(recent, 0.5), percentile(recent, 0.95), open_problems
-        )
+        sample = Sample(now, rate, percentile(recent, 0.5), percentile(recent, 0.95), open_problems)
         self._last_count, self._last_at = count, now
         self.samples.append(sample)
         return sample

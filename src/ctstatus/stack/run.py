@@ -11,6 +11,7 @@ resumes from the same state directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -99,19 +100,18 @@ async def run_stack(
     from ctstatus.instance import Instance
     from ctstatus.stack.demo import Demo
     from ctstatus.status import wiring
-    from ctstatus.watch.config import WatchConfig
+    from ctstatus.watch.config import AlertsConfig, WatchConfig
     from ctstatus.watch.runner import Watcher
-    from ctstatus.web.app import DashboardContext, web_app
+    from ctstatus.web.app import web_app
+    from ctstatus.web.context import DashboardContext
 
     paths = StackPaths(options.state.resolve())
     token = ensure_state(paths, public_base=options.public_base, say=say)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
 
     cleanups: list[Callable[[], Any]] = []
     tasks: list[tuple[QuietServer | None, asyncio.Task[Any]]] = []
@@ -137,7 +137,6 @@ async def run_stack(
         ledger = instance.open_ledger()
         cleanups.append(ledger.close)
         http = httpx.AsyncClient()
-        cleanups.append(lambda: None)
         ca = open_issuing_ca(instance, ledger, http, system_clock)
         cleanups.append(ca.close)
         issuing = instance.config.ca.issuing
@@ -167,7 +166,7 @@ async def run_stack(
                 poll_seconds=max(1.0, options.watch_poll_seconds),
                 recheck_seconds=60,
                 timeout_seconds=5,
-                alerts={"stdout": False},
+                alerts=AlertsConfig(stdout=False),
                 resolve={public_host: f"{HOST}:{status_port}"},
             ),
             paths.state,

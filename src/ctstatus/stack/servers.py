@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -42,7 +42,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def quiet_server(app: Any, *, lifespan: str = "on") -> QuietServer:
+def quiet_server(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> QuietServer:
     from ctstatus.status.server import uvicorn_options
 
     options = uvicorn_options()

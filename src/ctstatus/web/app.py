@@ -77,9 +77,7 @@ class Dashboard:
                 data["minutes"],
                 title="certificates issued and precertificates abandoned per minute",
             ),
-            "latency": charts.line(
-                data["latency_series"], unit=" ms", title="OCSP p95 latency"
-            ),
+            "latency": charts.line(data["latency_series"], unit=" ms", title="OCSP p95 latency"),
             "rate": charts.line(data["rate_series"], unit="/s", title="OCSP requests per second"),
             "problems": charts.line(
                 data["problem_series"], color="var(--bad)", title="open problems"

@@ -114,8 +114,10 @@ class DashboardContext:
                 "number": number,
                 "this_update": this_update.isoformat(timespec="seconds"),
                 "age_s": int(
-                    (now - (this_update if this_update.tzinfo else this_update.replace(tzinfo=UTC)))
-                    .total_seconds()
+                    (
+                        now
+                        - (this_update if this_update.tzinfo else this_update.replace(tzinfo=UTC))
+                    ).total_seconds()
                 ),
             }
             for issuer_id, shard, this_update, number in crl_rows
@@ -243,9 +245,7 @@ class DashboardContext:
                     certs.c.serial == hex_serial
                 )
             ).first()
-        problems = [
-            p.to_json() for p in self.watch_store.problems() if hex_serial in p.subject
-        ]
+        problems = [p.to_json() for p in self.watch_store.problems() if hex_serial in p.subject]
         return {
             "entries": seen,
             "last_checked": None if check is None or check[0] is None else _iso(check[0] * 1000),

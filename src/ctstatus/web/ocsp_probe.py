@@ -20,7 +20,10 @@ def ocsp_request(issuer: x509.Certificate, serial: int) -> bytes:
     name_hash = hashlib.sha1(issuer.subject.public_bytes()).digest()  # noqa: S324 (CertID)
     key_hash = hashlib.sha1(raw_public_key(issuer)).digest()  # noqa: S324 (CertID)
     builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        name_hash, key_hash, serial, hashes.SHA1()
+        name_hash,
+        key_hash,
+        serial,
+        hashes.SHA1(),  # noqa: S303 (RFC 5019 CertID)
     )
     return builder.build().public_bytes(Encoding.DER)
 
