@@ -76,6 +76,7 @@ class Checker:
         )
         self._issuers: dict[str, tuple[x509.Certificate, str]] = {}
         self._probed: dict[str, float] = {}
+        self._crl_recorded: dict[str, float] = {}
 
     def use(self, http: httpx.AsyncClient) -> None:
         """Ask through ``http`` from now on (one client per pass and event loop)."""
@@ -138,16 +139,26 @@ class Checker:
         crl_issued: datetime | None = None
         for url in info.get("crl", [])[:1]:
             state = await self.crls.get(url, issuer, now)
-            self.store.record(f"crl:{url}", scope, state.findings, stamp, family="crl.")
+            if self._crl_recorded.get(url) != state.fetched_at:
+                self._crl_recorded[url] = state.fetched_at
+                self.store.record(f"crl:{url}", scope, state.findings, stamp, family="crl.")
             crl_status = self.crls.lookup(state, serial)
             crl_issued = state.this_update
         if not info.get("ocsp") and not info.get("crl"):
             findings.append(Finding(Code.NO_STATUS_SOURCE, "no OCSP URL and no CRL DP", evidence))
         findings.extend(_cross(ocsp_verdict, crl_status, crl_issued))
         findings = [Finding(f.code, f.message, evidence | f.evidence) for f in findings]
-        self.store.record(subject, scope, findings, stamp, family=CERT_FAMILY)
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
-        self.store.checked(cert, stamp, next_due, status)
+        self.store.finish_check(
+            cert,
+            subject,
+            scope,
+            findings,
+            stamp,
+            family=CERT_FAMILY,
+            next_due=next_due,
+            result=status,
+        )
         return findings, next_due
 
     async def _ask(

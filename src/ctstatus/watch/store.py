@@ -464,42 +464,75 @@ class WatchStore:
         """The result of checking ``subject``: open or refresh each finding, resolve the open
         problems of the same ``family`` (code prefix set) that this check no longer finds."""
         with self._write() as conn:
-            open_rows = conn.execute(
-                sa.select(problems.c.id, problems.c.code).where(
-                    problems.c.subject == subject, problems.c.resolved_at.is_(None)
+            self._record(conn, subject, scope, findings, now, family)
+
+    def finish_check(
+        self,
+        cert: QueuedCert,
+        subject: str,
+        scope: str,
+        findings: Sequence[Finding],
+        now: float,
+        *,
+        family: str,
+        next_due: float,
+        result: str,
+    ) -> None:
+        """A certificate's findings and its next due time in one transaction (one fsync)."""
+        key = (certs.c.issuer_key == cert.issuer_key) & (certs.c.serial == cert.serial)
+        with self._write() as conn:
+            self._record(conn, subject, scope, findings, now, family)
+            conn.execute(
+                sa.update(certs)
+                .where(key)
+                .values(last_checked=now, due_at=next_due, last_result=result)
+            )
+
+    @staticmethod
+    def _record(
+        conn: Connection,
+        subject: str,
+        scope: str,
+        findings: Sequence[Finding],
+        now: float,
+        family: str,
+    ) -> None:
+        open_rows = conn.execute(
+            sa.select(problems.c.id, problems.c.code).where(
+                problems.c.subject == subject, problems.c.resolved_at.is_(None)
+            )
+        ).all()
+        open_by_code = {code: pid for pid, code in open_rows}
+        found = set()
+        for finding in findings:
+            found.add(finding.code.value)
+            evidence = json.dumps(finding.evidence, sort_keys=True, default=str)
+            pid = open_by_code.get(finding.code.value)
+            if pid is None:
+                conn.execute(
+                    sa.insert(problems).values(
+                        code=finding.code.value,
+                        subject=subject,
+                        scope=scope,
+                        severity=finding.severity.value,
+                        message=finding.message,
+                        evidence=evidence,
+                        first_seen=now,
+                        last_seen=now,
+                    )
                 )
-            ).all()
-            open_by_code = {code: pid for pid, code in open_rows}
-            found = set()
-            for finding in findings:
-                found.add(finding.code.value)
-                evidence = json.dumps(finding.evidence, sort_keys=True, default=str)
-                pid = open_by_code.get(finding.code.value)
-                if pid is None:
-                    conn.execute(
-                        sa.insert(problems).values(
-                            code=finding.code.value,
-                            subject=subject,
-                            scope=scope,
-                            severity=finding.severity.value,
-                            message=finding.message,
-                            evidence=evidence,
-                            first_seen=now,
-                            last_seen=now,
-                        )
-                    )
-                else:
-                    conn.execute(
-                        sa.update(problems)
-                        .where(problems.c.id == pid)
-                        .values(last_seen=now, message=finding.message, evidence=evidence)
-                    )
-            prefixes = tuple(p for p in family.split(","))
-            for code, pid in open_by_code.items():
-                if code not in found and code.startswith(prefixes):
-                    conn.execute(
-                        sa.update(problems).where(problems.c.id == pid).values(resolved_at=now)
-                    )
+            else:
+                conn.execute(
+                    sa.update(problems)
+                    .where(problems.c.id == pid)
+                    .values(last_seen=now, message=finding.message, evidence=evidence)
+                )
+        prefixes = tuple(p for p in family.split(","))
+        for code, pid in open_by_code.items():
+            if code not in found and code.startswith(prefixes):
+                conn.execute(
+                    sa.update(problems).where(problems.c.id == pid).values(resolved_at=now)
+                )
 
     def problems(self, *, open_only: bool = False) -> list[Problem]:
         query = sa.select(problems).order_by(problems.c.scope, problems.c.code, problems.c.id)
