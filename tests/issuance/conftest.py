@@ -223,6 +223,7 @@ class Stack:
         signer: Signer | None = None,
         only_logs: Sequence[str] | None = None,
         lint: bool = True,
+        deadline: float | None = None,
     ) -> IssuingCa:
         """What ``open_issuing_ca`` builds, with the parts a test may swap (signer, logs)."""
         instance = self.instance
@@ -233,7 +234,7 @@ class Stack:
             CtPolicy(settings.ct_policy),
             http,
             system_clock,
-            deadline=settings.ct_deadline_seconds,
+            deadline=settings.ct_deadline_seconds if deadline is None else deadline,
             stagger=settings.ct_stagger_seconds,
         )
         issuance = replace(issuance_settings(instance), lint=lint)

@@ -180,10 +180,11 @@ def test_an_invalid_sct_does_not_count_and_three_logs_still_meet_the_policy(
     stack: Stack, ledger: Ledger
 ) -> None:
     # alpha's SCTs have a flipped signature byte. bravo answers after the hedge (1 s), so
-    # whichever two logs are started first, alpha is always asked too.
+    # whichever two logs are started first, alpha is always asked too. (A longer deadline than
+    # the module's 2 s, so that a busy machine cannot turn bravo's 1.3 s into a timeout.)
     stack.set_faults("alpha", corrupt_sct_signature=True)
     stack.set_faults("bravo", delay_ms=1300)
-    result = stack.issue(ledger, [unique_name("corrupt-3")])
+    result = stack.issue(ledger, [unique_name("corrupt-3")], deadline=10)
     assert sorted(s.log_name for s in result.scts) == [
         describe_log("bravo"),
         describe_log("charlie"),
@@ -504,6 +505,5 @@ def test_a_signer_failure_at_the_final_certificate_abandons_the_logged_precertif
 def test_every_serial_of_this_module_is_consistent(stack: Stack, ledger: Ledger) -> None:
     """Across all the failures above: answered serials have signed evidence, logged ones are
     answered."""
-    records = assert_every_serial_consistent(stack, ledger)
-    assert records
+    assert_every_serial_consistent(stack, ledger)
     assert_logged_precerts_answered(stack, ledger)
