@@ -60,7 +60,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _ca(cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object) -> x509.Certificate:
+def _ca(
+    cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object
+) -> x509.Certificate:
     return (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
@@ -135,7 +137,9 @@ def fill(directory: Path, entries: int, pool: int) -> tuple[Path, Path]:
             leaf_input = MerkleTreeLeaf(entry).encode()
             hashed = leaf_hash(leaf_input)
             tree.append(hashed, rows)
-            new.append(NewEntry(index, index.to_bytes(8, "big"), hashed, leaf_input, extra, b"", b""))
+            new.append(
+                NewEntry(index, index.to_bytes(8, "big"), hashed, leaf_input, extra, b"", b"")
+            )
         store.append(new, rows, [], tree)
     store.close()
     print(f"filled {entries:,} entries in {time.monotonic() - started:.1f} s")
@@ -182,9 +186,22 @@ def run_ours(work: Path, log_list: Path, other: Path, entries: int) -> dict[str,
     )
     started = time.monotonic()
     result = subprocess.run(
-        ["taskset", "-c", "1", "/usr/bin/time", "-f", "%U %S", str(CTSTATUS), "watch", "--once",
-         "-c", str(config)],
-        capture_output=True, text=True, check=False,
+        [
+            "taskset",
+            "-c",
+            "1",
+            "/usr/bin/time",
+            "-f",
+            "%U %S",
+            str(CTSTATUS),
+            "watch",
+            "--once",
+            "-c",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.monotonic() - started
     if result.returncode != 0:
@@ -205,9 +222,21 @@ def run_certspotter(work: Path, log_list: Path, entries: int) -> dict[str, float
     state = work / "cs-state"
     started = time.monotonic()
     process = subprocess.Popen(
-        ["taskset", "-c", "1", binary, "-logs", str(log_list), "-state_dir", str(state),
-         "-watchlist", str(config / "watchlist"), "-stdout"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            "taskset",
+            "-c",
+            "1",
+            binary,
+            "-logs",
+            str(log_list),
+            "-state_dir",
+            str(state),
+            "-watchlist",
+            str(config / "watchlist"),
+            "-stdout",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env={**os.environ, "CERTSPOTTER_CONFIG_DIR": str(config)},
     )
     deadline = time.monotonic() + 1800
@@ -228,7 +257,10 @@ def run_certspotter(work: Path, log_list: Path, entries: int) -> dict[str, float
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     if done is None:
-        print("certspotter did not finish:", process.stderr.read().decode()[-2000:] if process.stderr else "")
+        print(
+            "certspotter did not finish:",
+            process.stderr.read().decode()[-2000:] if process.stderr else "",
+        )
         return None
     return {"seconds": done, "entries_per_s": entries / done, "cpu_s": cpu}
 
@@ -243,13 +275,16 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
     from ctstatus.instance import Instance
     from ctstatus.keys.assemble import sign_certificate
     from ctstatus.watch.checker import Checker, CheckSettings
+    from ctstatus.watch.lean import LeanHttp
     from ctstatus.watch.entries import describe, issuer_key_of
     from ctstatus.watch.store import EntryRow, WatchStore
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    directory = init_instance(work / "ca", new_instance_config(ledger_url="sqlite:///l.db")).directory
+    directory = init_instance(
+        work / "ca", new_instance_config(ledger_url="sqlite:///l.db")
+    ).directory
     instance = Instance.open(directory)
     ca = instance.config.ca.issuing
     signer = instance.signer(ca)
@@ -265,24 +300,49 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
     for n in range(checks):
         serial = profiles.new_serial()
         builder = profiles.tls_server(
-            leaf.public_key(), [x509.DNSName(f"b{n}.example.com")], issuing, serial,
-            NOW - timedelta(hours=1), 90, ocsp_url=f"http://127.0.0.1:{port}/ocsp",
-            ca_issuers_url="http://pki.example.com/ca.der", crl_url="http://pki.example.com/c.crl",
+            leaf.public_key(),
+            [x509.DNSName(f"b{n}.example.com")],
+            issuing,
+            serial,
+            NOW - timedelta(hours=1),
+            90,
+            ocsp_url=f"http://127.0.0.1:{port}/ocsp",
+            ca_issuers_url="http://pki.example.com/ca.der",
+            crl_url="http://pki.example.com/c.crl",
         ).add_extension(x509.PrecertPoison(), critical=True)
         precert = sign_certificate(builder, signer)
-        ledger.reserve(issuer.id, serial, not_before=precert.not_valid_before_utc,
-                       not_after=precert.not_valid_after_utc, crl_shard=0, actor="bench")
+        ledger.reserve(
+            issuer.id,
+            serial,
+            not_before=precert.not_valid_before_utc,
+            not_after=precert.not_valid_after_utc,
+            crl_shard=0,
+            actor="bench",
+        )
         ledger.mark_precert_signed(issuer.id, serial, precert.public_bytes(DER), actor="bench")
         info = describe(precert)
         info["crl"] = []
-        rows.append(EntryRow(n, True, 0, key, format(serial, "x"), n.to_bytes(32, "big"), True, info, None))
+        rows.append(
+            EntryRow(n, True, 0, key, format(serial, "x"), n.to_bytes(32, "big"), True, info, None)
+        )
     ledger.close()
     with store.engine.begin() as conn:
         store._queue_many(conn, [(row, 0.0) for row in rows])
     server = subprocess.Popen(
-        ["taskset", "-c", "0", str(CTSTATUS), "-i", str(directory), "ocsp", "serve",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "taskset",
+            "-c",
+            "0",
+            str(CTSTATUS),
+            "-i",
+            str(directory),
+            "ocsp",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -296,6 +356,8 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
     async def run() -> tuple[int, float]:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as http:
             checker = Checker(store, http, CheckSettings(concurrency=32, timeout=30))
+            if not os.environ.get("BENCH_HTTPX"):
+                checker.use(http, LeanHttp())
             started = time.monotonic()
             result = await checker.run_due()
             return result.checked, time.monotonic() - started
@@ -319,8 +381,13 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
     server.wait(timeout=30)
     os.sched_setaffinity(0, {0, 1})
     store.close()
-    return {"checks": checked, "seconds": elapsed, "checks_per_s": checked / elapsed,
-            "ocsp_requests_per_s": 2 * checked / elapsed, "problems": len(problems)}
+    return {
+        "checks": checked,
+        "seconds": elapsed,
+        "checks_per_s": checked / elapsed,
+        "ocsp_requests_per_s": 2 * checked / elapsed,
+        "problems": len(problems),
+    }
 
 
 def main() -> None:

@@ -23,13 +23,15 @@ from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.b64 import b64encode
 from ctstatus.watch.crlcache import CrlCache
 from ctstatus.watch.http import Fetched, fetch
+from ctstatus.watch.lean import LeanHttp
 from ctstatus.watch.ocsp import CertIdRequest, Verdict, classify
 from ctstatus.watch.problems import Code, Finding
-from ctstatus.watch.store import QueuedCert, WatchStore
+from ctstatus.watch.store import CheckDone, QueuedCert, WatchStore
 
 CERT_FAMILY = "transport.,ocsp.,cross."
 MAX_OCSP_BYTES = 64 * 1024
 GET_URL_LIMIT = 255
+FLUSH_EVERY = 256
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,15 @@ class Checker:
         self._issuers: dict[str, tuple[x509.Certificate, str]] = {}
         self._probed: dict[str, float] = {}
         self._crl_recorded: dict[str, float] = {}
+        self.lean: LeanHttp | None = None
+        self._done: list[CheckDone] = []
 
-    def use(self, http: httpx.AsyncClient) -> None:
-        """Ask through ``http`` from now on (one client per pass and event loop)."""
+    def use(self, http: httpx.AsyncClient, lean: LeanHttp | None = None) -> None:
+        """Ask through ``http`` (and ``lean`` for plain http) from now on: one pair per pass."""
         self.http = http
+        self.lean = lean
         self.crls.http = http
+        self.crls.lean = lean
 
     def _issuer(self, key: str) -> tuple[x509.Certificate, str] | None:
         if key not in self._issuers:
@@ -104,8 +110,17 @@ class Checker:
             for f in findings:
                 result.by_code[f.code.value] = result.by_code.get(f.code.value, 0) + 1
 
-        await asyncio.gather(*(one(c) for c in due))
+        try:
+            await asyncio.gather(*(one(c) for c in due))
+        finally:
+            self.flush()
         return result
+
+    def flush(self) -> None:
+        """Write the results gathered so far (one transaction)."""
+        done, self._done = self._done, []
+        if done:
+            self.store.finish_checks(done)
 
     async def check(self, cert: QueuedCert, now: datetime) -> tuple[list[Finding], float]:
         issuer_entry = self._issuer(cert.issuer_key)
@@ -149,16 +164,11 @@ class Checker:
         findings.extend(_cross(ocsp_verdict, crl_status, crl_issued))
         findings = [Finding(f.code, f.message, evidence | f.evidence) for f in findings]
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
-        self.store.finish_check(
-            cert,
-            subject,
-            scope,
-            findings,
-            stamp,
-            family=CERT_FAMILY,
-            next_due=next_due,
-            result=status,
+        self._done.append(
+            CheckDone(cert, subject, scope, findings, stamp, CERT_FAMILY, next_due, status)
         )
+        if len(self._done) >= FLUSH_EVERY:
+            self.flush()
         return findings, next_due
 
     async def _ask(
@@ -178,6 +188,7 @@ class Checker:
                 timeout=self.settings.timeout,
                 max_bytes=MAX_OCSP_BYTES,
                 expect_type="application/ocsp-response",
+                lean=self.lean,
             )
             if fetched is not None and not _unusable(post):
                 findings.append(
@@ -213,6 +224,7 @@ class Checker:
             timeout=self.settings.timeout,
             max_bytes=MAX_OCSP_BYTES,
             expect_type="application/ocsp-response",
+            lean=self.lean,
         )
 
     async def _probe(self, url: str, issuer: x509.Certificate, scope: str, now: datetime) -> None:

@@ -15,6 +15,7 @@ import httpx
 from cryptography import x509
 
 from ctstatus.watch.http import Fetched, fetch
+from ctstatus.watch.lean import LeanHttp
 from ctstatus.watch.problems import Code, Finding
 
 MAX_CRL_BYTES = 64 * 1024 * 1024
@@ -44,6 +45,7 @@ class CrlCache:
         self.timeout = timeout
         self.refresh_seconds = refresh_seconds
         self._states: dict[str, CrlState] = {}
+        self.lean: LeanHttp | None = None
 
     async def get(self, url: str, issuer: x509.Certificate, now: datetime) -> CrlState:
         state = self._states.setdefault(url, CrlState(url))
@@ -63,6 +65,7 @@ class CrlCache:
             headers=headers,
             timeout=self.timeout,
             max_bytes=MAX_CRL_BYTES,
+            lean=self.lean,
         )
         state.fetches += 1
         state.fetched_at = stamp

@@ -6,6 +6,7 @@ responder has learnt something about the CA.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ctstatus.watch.lean import LeanHttp, LeanHttpError, TooLarge
 from ctstatus.watch.problems import Code, Finding
 
 
@@ -50,10 +52,30 @@ async def fetch(
     timeout: float,
     max_bytes: int,
     expect_type: str | None = None,
+    lean: LeanHttp | None = None,
 ) -> Fetched:
-    """GET or POST ``url``; non-2xx/304, wrong type, empty or oversized bodies are findings."""
+    """GET or POST ``url``; non-2xx/304, wrong type, empty or oversized bodies are findings.
+
+    With ``lean``, plain-http URLs go through :class:`LeanHttp` (status checks are many)."""
     result = Fetched(url, method)
     start = time.monotonic()
+    if lean is not None and url.startswith("http://"):
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await lean.request(
+                    method, url, headers=headers, content=content, max_bytes=max_bytes
+                )
+        except TimeoutError:
+            return _failed(result, start, Code.HTTP_TIMEOUT, f"no answer within {timeout:g} s")
+        except TooLarge:
+            return _failed(result, start, Code.HTTP_TOO_LARGE, f"body over {max_bytes} bytes")
+        except LeanHttpError as exc:
+            return _failed(result, start, Code.HTTP_TRUNCATED, str(exc))
+        except OSError as exc:
+            return _failed(result, start, Code.HTTP_CONNECT, f"{type(exc).__name__}: {exc}")
+        result.status, result.headers, result.body = answer.status, answer.headers, answer.body
+        result.elapsed = time.monotonic() - start
+        return _judge(result, expect_type)
     try:
         async with http.stream(
             method, url, content=content, headers=headers, timeout=timeout
@@ -85,6 +107,18 @@ async def fetch(
         )
         return result
     result.elapsed = time.monotonic() - start
+    return _judge(result, expect_type)
+
+
+def _failed(result: Fetched, start: float, code: Code, why: str) -> Fetched:
+    result.elapsed = time.monotonic() - start
+    result.finding = Finding(code, f"{result.method} {result.url}: {why}", result.evidence())
+    return result
+
+
+def _judge(result: Fetched, expect_type: str | None) -> Fetched:
+    """Status, emptiness and content type of a complete response."""
+    method, url = result.method, result.url
     if result.status == 304:
         return result
     if result.status != 200:

@@ -27,6 +27,7 @@ class Code(enum.StrEnum):
     HTTP_STATUS = "transport.http_status"
     HTTP_CONTENT_TYPE = "transport.content_type"
     HTTP_EMPTY = "transport.empty_body"
+    HTTP_TRUNCATED = "transport.truncated"
     HTTP_TOO_LARGE = "transport.too_large"
     OCSP_GET_UNSUPPORTED = "ocsp.get_unsupported"
     # OCSP envelope

@@ -22,6 +22,7 @@ from ctstatus.watch.config import WatchConfig
 from ctstatus.watch.entries import ALL, issuer_key_of
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
+from ctstatus.watch.lean import LeanHttp
 from ctstatus.watch.store import WatchStore
 
 
@@ -137,8 +138,12 @@ class Watcher:
                 for endpoint in self.logs
             ]
             result.follow = list(await asyncio.gather(*(f.poll() for f in followers)))
-            self.checker.use(http)
-            result.checks = await self.checker.run_due()
+            lean = LeanHttp(dict(self.config.resolve))
+            self.checker.use(http, lean)
+            try:
+                result.checks = await self.checker.run_due()
+            finally:
+                await lean.aclose()
         after = {p.id for p in self.store.problems(open_only=True)}
         result.new_problems = len(after - before)
         result.alerts = deliver(self.store, self.senders)

@@ -155,6 +155,20 @@ class QueuedCert:
 
 
 @dataclass(frozen=True)
+class CheckDone:
+    """The outcome of one certificate's check, to be written with others."""
+
+    cert: QueuedCert
+    subject: str
+    scope: str
+    findings: Sequence[Finding]
+    now: float
+    family: str
+    next_due: float
+    result: str
+
+
+@dataclass(frozen=True)
 class Problem:
     id: int
     code: str
@@ -424,15 +438,6 @@ class WatchStore:
                 for r in rows
             ]
 
-    def checked(self, cert: QueuedCert, now: float, next_due: float, result: str) -> None:
-        key = (certs.c.issuer_key == cert.issuer_key) & (certs.c.serial == cert.serial)
-        with self._write() as conn:
-            conn.execute(
-                sa.update(certs)
-                .where(key)
-                .values(last_checked=now, due_at=next_due, last_result=result)
-            )
-
     def cert_count(self) -> int:
         with self._read() as conn:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(certs)) or 0)
@@ -466,27 +471,18 @@ class WatchStore:
         with self._write() as conn:
             self._record(conn, subject, scope, findings, now, family)
 
-    def finish_check(
-        self,
-        cert: QueuedCert,
-        subject: str,
-        scope: str,
-        findings: Sequence[Finding],
-        now: float,
-        *,
-        family: str,
-        next_due: float,
-        result: str,
-    ) -> None:
-        """A certificate's findings and its next due time in one transaction (one fsync)."""
-        key = (certs.c.issuer_key == cert.issuer_key) & (certs.c.serial == cert.serial)
+    def finish_checks(self, done: Sequence[CheckDone]) -> None:
+        """Many certificates' findings and next due times in one transaction (one fsync): a
+        crash loses at most these results, and the certificates are simply checked again."""
         with self._write() as conn:
-            self._record(conn, subject, scope, findings, now, family)
-            conn.execute(
-                sa.update(certs)
-                .where(key)
-                .values(last_checked=now, due_at=next_due, last_result=result)
-            )
+            for item in done:
+                cert = item.cert
+                self._record(conn, item.subject, item.scope, item.findings, item.now, item.family)
+                conn.execute(
+                    sa.update(certs)
+                    .where(certs.c.issuer_key == cert.issuer_key, certs.c.serial == cert.serial)
+                    .values(last_checked=item.now, due_at=item.next_due, last_result=item.result)
+                )
 
     @staticmethod
     def _record(
