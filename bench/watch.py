@@ -371,7 +371,7 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
         checked, elapsed = asyncio.run(run())
         profile.disable()
         stats = pstats.Stats(profile)
-        stats.sort_stats("tottime").print_stats(5)
+        stats.sort_stats("tottime").print_stats(25)
         stats.print_callers("_find_spec")
         stats.sort_stats("cumulative").print_stats(25)
     else:

@@ -9,6 +9,7 @@ the issuer certified for OCSP signing (RFC 6960 §4.2.2.2).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,15 +49,8 @@ class CertIdRequest:
 
     @classmethod
     def for_issuer(cls, issuer: x509.Certificate, serial: int, algorithm: str) -> CertIdRequest:
-        digest = _HASHES[algorithm]
-        name = issuer.subject.public_bytes()
-        key = raw_public_key(issuer)
-        return cls(
-            algorithm,
-            _hash(digest(), name),
-            _hash(digest(), key),
-            serial,
-        )
+        name_hash, key_hash = _issuer_hashes(issuer, algorithm)
+        return cls(algorithm, name_hash, key_hash, serial)
 
     def der(self) -> bytes:
         from cryptography.hazmat.primitives.serialization import Encoding
@@ -71,8 +65,12 @@ class CertIdRequest:
         return request.public_bytes(Encoding.DER)
 
 
-def _hash(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
-    return hashlib.new(algorithm.name, data).digest()
+@functools.lru_cache(maxsize=1024)
+def _issuer_hashes(issuer: x509.Certificate, algorithm: str) -> tuple[bytes, bytes]:
+    """(issuerNameHash, issuerKeyHash) of a CertID: the same for every serial of the issuer."""
+    name = issuer.subject.public_bytes()
+    key = raw_public_key(issuer)
+    return hashlib.new(algorithm, name).digest(), hashlib.new(algorithm, key).digest()
 
 
 @dataclass

@@ -474,15 +474,49 @@ class WatchStore:
     def finish_checks(self, done: Sequence[CheckDone]) -> None:
         """Many certificates' findings and next due times in one transaction (one fsync): a
         crash loses at most these results, and the certificates are simply checked again."""
+        subjects = sorted({item.subject for item in done})
         with self._write() as conn:
-            for item in done:
-                cert = item.cert
-                self._record(conn, item.subject, item.scope, item.findings, item.now, item.family)
-                conn.execute(
-                    sa.update(certs)
-                    .where(certs.c.issuer_key == cert.issuer_key, certs.c.serial == cert.serial)
-                    .values(last_checked=item.now, due_at=item.next_due, last_result=item.result)
+            open_rows: dict[str, list[tuple[int, str]]] = {}
+            for chunk in range(0, len(subjects), 500):
+                query = sa.select(problems.c.id, problems.c.code, problems.c.subject).where(
+                    problems.c.subject.in_(subjects[chunk : chunk + 500]),
+                    problems.c.resolved_at.is_(None),
                 )
+                for pid, code, subject in conn.execute(query):
+                    open_rows.setdefault(subject, []).append((pid, code))
+            for item in done:
+                if item.findings or item.subject in open_rows:
+                    self._record(
+                        conn,
+                        item.subject,
+                        item.scope,
+                        item.findings,
+                        item.now,
+                        item.family,
+                        open_rows.get(item.subject, []),
+                    )
+            conn.execute(
+                sa.update(certs)
+                .where(
+                    certs.c.issuer_key == sa.bindparam("k_issuer"),
+                    certs.c.serial == sa.bindparam("k_serial"),
+                )
+                .values(
+                    last_checked=sa.bindparam("k_now"),
+                    due_at=sa.bindparam("k_due"),
+                    last_result=sa.bindparam("k_result"),
+                ),
+                [
+                    {
+                        "k_issuer": i.cert.issuer_key,
+                        "k_serial": i.cert.serial,
+                        "k_now": i.now,
+                        "k_due": i.next_due,
+                        "k_result": i.result,
+                    }
+                    for i in done
+                ],
+            )
 
     @staticmethod
     def _record(
@@ -492,12 +526,17 @@ class WatchStore:
         findings: Sequence[Finding],
         now: float,
         family: str,
+        open_rows: Sequence[tuple[int, str]] | None = None,
     ) -> None:
-        open_rows = conn.execute(
-            sa.select(problems.c.id, problems.c.code).where(
-                problems.c.subject == subject, problems.c.resolved_at.is_(None)
-            )
-        ).all()
+        if open_rows is None:
+            open_rows = [
+                (int(pid), str(code))
+                for pid, code in conn.execute(
+                    sa.select(problems.c.id, problems.c.code).where(
+                        problems.c.subject == subject, problems.c.resolved_at.is_(None)
+                    )
+                )
+            ]
         open_by_code = {code: pid for pid, code in open_rows}
         found = set()
         for finding in findings:
