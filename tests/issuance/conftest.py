@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import re
 import secrets
@@ -68,6 +69,47 @@ ABANDONED_JOURNAL = ["reserved", "precert_signed", "abandoned", "revoked"]
 def describe_log(name: str) -> str:
     """How ``log init`` describes a log, and so how error messages name it."""
     return f"ctstatus {name} log"
+
+
+# ------------------------------------------------------------------- what the user is told
+
+TIMEOUT = re.compile(r"timeout after (\d+(?:\.\d+)?) s")
+TIMED_OUT = "timeout after N s"
+#: A log answering 503, or refusing connections, is retried with backoff within the deadline. It
+#: is reported with its last error when the next attempt would not fit, but as a timeout when the
+#: deadline passes during an attempt, which a busy machine (slow attempts) makes possible.
+RETRIED_503 = ("HTTP 503", TIMED_OUT)
+RETRIED_REFUSAL = ("connection failed", TIMED_OUT)
+
+
+def timeouts_normalised(message: str) -> str:
+    """``message`` with each "timeout after X s" as "timeout after N s", X checked.
+
+    A log that hangs is reported with the budget it had: the deadline minus the moment it was
+    started, and a hedged log starts later (after the stagger or another log's failure), so X
+    depends on the shuffled order of the logs; it is never more than the deadline.
+    """
+    for value in TIMEOUT.findall(message):
+        assert 0 < float(value) <= CT_DEADLINE, message
+    return TIMEOUT.sub(TIMED_OUT, message)
+
+
+def reasons(*parts: tuple[str, str | tuple[str, ...]]) -> list[str]:
+    """Every text the failed logs may be listed as: in any order (candidates are shuffled),
+    each log with one of the texts allowed for it."""
+    options = [
+        [(log, text) for text in ((what,) if isinstance(what, str) else what)]
+        for log, what in parts
+    ]
+    return [
+        "; ".join(f"log {describe_log(log)}: {text}" for log, text in order)
+        for choice in itertools.product(*options)
+        for order in itertools.permutations(choice)
+    ]
+
+
+def abandoned_message(cause: str, serial: int, state: str = "abandoned and revoked") -> str:
+    return f"{cause}. The precertificate (serial {serial:x}) is {state}"
 
 
 # --------------------------------------------------------------------------------- the stack

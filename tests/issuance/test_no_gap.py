@@ -131,7 +131,7 @@ def test_no_moment_without_status_while_issuance_runs_against_slow_logs(
 
     async def issue_all() -> list[IssuanceResult | BaseException]:
         async with httpx.AsyncClient() as http:
-            ca = stack.issuing_ca(ledger, http)
+            ca = stack.issuing_ca(ledger, http, deadline=20)  # slow logs, maybe a busy machine
             return await asyncio.gather(
                 *(ca.issue(request_for([unique_name(scenario)])) for _ in range(CONCURRENT)),
                 return_exceptions=True,
