@@ -3,6 +3,8 @@ revocation, lifecycle, and a schemathesis run against its own OpenAPI schema."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -118,6 +120,29 @@ def test_issue_fetch_revoke_lifecycle(api: httpx.Client, demo_stack: Up) -> None
     assert lifecycle["journal"][-1]["actor"] == "api:revoke"
     assert api.get("/api/v1/serials/zz").status_code == 400
     assert api.get("/api/v1/serials/1234").status_code == 404
+
+
+def test_overview_says_why_a_precertificate_was_abandoned(
+    api: httpx.Client, demo_stack: Up
+) -> None:
+    """The dashboard's "Why" column shows the cause the ledger journaled, and the demo's log
+    line for that abandonment names the serial once."""
+    deadline = time.monotonic() + 90
+    while True:
+        rows = re.findall(r'<tr class="abandoned-row">(.*?)</tr>', api.get("/").text, re.S)
+        if rows:
+            break
+        assert time.monotonic() < deadline, demo_stack.log()
+        time.sleep(0.5)  # polls until the demo abandons a precertificate (every 4th issuance)
+    cells = [
+        re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td.*?</td>", rows[0], re.S)
+    ]
+    assert "CT policy not met" in cells[-1], cells
+    lines = [line for line in demo_stack.log().splitlines() if "refusing)" in line]
+    assert lines, demo_stack.log()
+    for line in lines:
+        assert line.startswith("demo: "), line
+        assert len(re.findall(r"serial [0-9a-f]+", line)) == 1, line
 
 
 @pytest.mark.parametrize("authorized", [False, True])

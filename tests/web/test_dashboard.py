@@ -40,6 +40,7 @@ def test_abandoned_precertificate_is_revoked_with_its_ocsp_answer(
     answer = row.locator(".ocsp-answer").inner_text()
     assert "revoked" in answer
     assert "since" in answer  # the revocation time from the OCSP response itself
+    assert "CT policy not met" in row.locator("td").last.inner_text()  # the "Why" column
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
 

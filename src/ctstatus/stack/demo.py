@@ -57,7 +57,10 @@ class Demo:
         except IssuanceError as error:
             self.abandoned += 1
             where = f" (logs {', '.join(faulty)} refusing)" if faulty else ""
-            self.say(f"demo: {name}{where}: {error.message} -> serial {error.serial or 0:x}")
+            message = error.message
+            if error.serial is not None and f"serial {error.serial:x}" not in message:
+                message += f" (serial {error.serial:x})"
+            self.say(f"demo: {name}{where}: {message}")
             return
         finally:
             for log_name in faulty:

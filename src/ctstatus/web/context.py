@@ -134,7 +134,8 @@ class DashboardContext:
                 ).first()
                 if row is None:
                     continue
-                why = json.loads(detail).get("reason") or json.loads(detail).get("error", "")
+                # Ledger.mark_abandoned journals {"cause": "<exception>: <message>"}.
+                why = json.loads(detail).get("cause", "")
                 abandoned_serials.append(
                     {
                         "serial": row[0],
