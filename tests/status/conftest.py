@@ -275,12 +275,33 @@ class RunningServer:
     server: Any
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        self.server.stop_threadsafe()
         self.thread.join(timeout=10)
 
 
+TEST_LIMITS = {"request_timeout": 2.0, "keep_alive": 5.0, "reap_interval": 0.1}
+
+
 def start_server(app: Any) -> RunningServer:
-    """Serve ``app`` with uvicorn (httptools/uvloop as in production) on a free loopback port."""
+    """Serve ``app`` with the production server (``ctstatus ocsp serve``) on a free loopback
+    port, in a thread with its own uvloop event loop; short timeouts for the tests."""
+    import uvloop
+
+    from ctstatus.status.http_server import HttpServer, Limits
+
+    server = HttpServer(app, Limits(**TEST_LIMITS))  # type: ignore[arg-type]
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=lambda: uvloop.run(server.serve("127.0.0.1", 0, ready=ready.set)), daemon=True
+    )
+    thread.start()
+    if not ready.wait(20):
+        raise RuntimeError("the test server did not start")
+    return RunningServer(f"http://127.0.0.1:{server.port}", server.port, app, thread, server)
+
+
+def start_uvicorn(app: Any) -> RunningServer:
+    """The same app under uvicorn (``ocsp serve --uvicorn``)."""
     import uvicorn
 
     from ctstatus.status.server import uvicorn_options
@@ -293,6 +314,7 @@ def start_server(app: Any) -> RunningServer:
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         log_level="warning",
         timeout_keep_alive=5,
         **uvicorn_options(),
@@ -304,15 +326,26 @@ def start_server(app: Any) -> RunningServer:
     deadline = time.monotonic() + 20
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
+            raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    return RunningServer(f"http://127.0.0.1:{port}", port, app, thread, server)
+
+    class Uvicorn:
+        def stop_threadsafe(self) -> None:
+            server.should_exit = True
+
+    return RunningServer(f"http://127.0.0.1:{port}", port, app, thread, Uvicorn())
 
 
 @pytest.fixture(scope="session")
 def serve() -> Callable[[Any], RunningServer]:
     """``serve(app)``: a running server; the caller stops it."""
     return start_server
+
+
+@pytest.fixture(scope="session")
+def serve_uvicorn() -> Callable[[Any], RunningServer]:
+    """``serve_uvicorn(app)``: the same under uvicorn; the caller stops it."""
+    return start_uvicorn
 
 
 @pytest.fixture(scope="session")

@@ -271,9 +271,9 @@ def test_a_client_that_trickles_bytes_does_not_hold_up_others(live: tuple[Any, b
 
     def trickle() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for byte in message:
-                sock.sendall(bytes([byte]))
-                time.sleep(0.004)
+            for start in range(0, len(message), 8):  # 8 bytes every 20 ms (within the timeout)
+                sock.sendall(message[start : start + 8])
+                time.sleep(0.02)
             result["reply"] = sock.recv(65536)
 
     thread = threading.Thread(target=trickle)
@@ -283,8 +283,8 @@ def test_a_client_that_trickles_bytes_does_not_hold_up_others(live: tuple[Any, b
         latencies.append(_ok(server.url, good))
     thread.join()
     assert result["reply"].startswith(b"HTTP/1.1 200")
-    assert len(latencies) > 10
-    assert max(latencies) < 0.5
+    assert len(latencies) >= 3  # others were answered while it trickled
+    assert max(latencies) < 1.0
 
 
 def test_oversized_body_is_refused_before_it_is_sent(live: tuple[Any, bytes]) -> None:
@@ -345,3 +345,93 @@ def test_garbage_http_gets_4xx_an_ocsp_error_or_a_close(
         else:
             assert 400 <= status < 500, reply[:200]
     assert _ok(server.url, good) < 1.0
+
+
+def _request(good: bytes, *, extra: bytes = b"", version: bytes = b"1.1") -> bytes:
+    return (
+        b"POST /ocsp HTTP/" + version + b"\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+        b"Content-Length: %d\r\n" % len(good) + extra + b"\r\n" + good
+    )
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """Read ``count`` HTTP responses (each with a Content-Length) off ``sock``."""
+    data = b""
+    out: list[bytes] = []
+    while len(out) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end]
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if len(data) >= head_end + 4 + length:
+                out.append(data[: head_end + 4 + length])
+                data = data[head_end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection early"
+        data += chunk
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order(live: tuple[Any, bytes]) -> None:
+    server, good = live
+    unknown = bytearray(good)
+    unknown[-1] ^= 0x5A  # another serial: not in memory, read from the ledger (a slow answer)
+    requests = [good, bytes(unknown), good] * 100
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"".join(_request(r) for r in requests))  # far more than max_pipelined
+        replies = _read_responses(sock, len(requests))
+    for request, reply in zip(requests, replies, strict=True):
+        body = reply.split(b"\r\n\r\n", 1)[1]
+        status = ocsp.load_der_ocsp_response(body).response_status
+        expected = "SUCCESSFUL" if request == good else "UNAUTHORIZED"
+        assert status.name == expected
+
+
+def test_expect_100_continue_and_http_1_0(live: tuple[Any, bytes]) -> None:
+    server, good = live
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        head, body = _request(good, extra=b"Expect: 100-continue\r\n").split(b"\r\n\r\n", 1)
+        sock.sendall(head + b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        (reply,) = _read_responses(sock, 1)
+        assert reply.startswith(b"HTTP/1.1 200 OK")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_request(good, version=b"1.0"))
+        (reply,) = _read_responses(sock, 1)
+        assert b"connection: close" in reply.lower()
+        assert sock.recv(4096) == b""  # and closed
+
+
+def test_a_stalled_request_is_cut_off(live: tuple[Any, bytes]) -> None:
+    """Half a request, then nothing: the connection is closed after the request timeout."""
+    server, good = live
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_request(good)[:40])
+        started = time.monotonic()
+        assert _ok(server.url, good) < 0.5  # others are served meanwhile
+        assert sock.recv(4096) == b""  # closed by the server
+        assert time.monotonic() - started < 4
+
+
+def test_the_uvicorn_front_end_serves_the_same_answers(
+    target: Any, serve_uvicorn: Callable[[Any], Any], status_engine: Any
+) -> None:
+    issuer, good, _ = target
+    service = StatusService(
+        status_engine, system_clock, CaIdentities({issuer.name: issuer.signer})
+    )  # a service of its own: uvicorn's lifespan starts it on uvicorn's loop
+    app = StatusApp(service, AppSettings(ocsp_prefixes=(b"/ocsp",), max_request_bytes=LIMIT))
+    running = serve_uvicorn(app)
+    try:
+        assert _ok(running.url, good) < 1.0
+        encoded = base64.b64encode(good).decode()
+        response = httpx.get(f"{running.url}/ocsp/{encoded}", timeout=5)
+        assert ocsp.load_der_ocsp_response(response.content).certificate_status is (
+            ocsp.OCSPCertStatus.GOOD
+        )
+        assert response.headers["cache-control"].startswith("max-age=")
+        assert httpx.post(f"{running.url}/ocsp", content=b"x" * (LIMIT + 1)).status_code == 413
+    finally:
+        running.stop()

@@ -356,3 +356,20 @@ def test_new_issuers_are_learned_from_the_feed(
     assert service.issuers.by_id(late.id) is not None
     # known now, but nobody here holds its key, and nothing is stored: tryLater, never good
     assert status_of(service, late, record.serial) == "try_later"
+
+
+def test_sqlite_memory_is_never_behind_the_ledger(
+    make_issuer: Any, make_service: Any, status_engine: sa.Engine
+) -> None:
+    """On SQLite each lookup first checks PRAGMA data_version: no poll is needed at all.
+
+    (On PostgreSQL the same happens within milliseconds, through NOTIFY; here: one poll.)
+    """
+    issuer = make_issuer()
+    service = make_service([issuer])
+    record = issuer.serial(SerialState.ISSUED)
+    assert status_of(service, issuer, record.serial) == "good"
+    issuer.ledger.revoke(issuer.id, record.serial, RevocationReason.KEY_COMPROMISE, actor="test")
+    if status_engine.dialect.name != "sqlite":
+        asyncio.run(service.apply_changes())
+    assert status_of(service, issuer, record.serial) == "revoked"

@@ -25,6 +25,10 @@ def serve_command(
             help="Publish CRLs from this process (default: [crl] publish).",
         ),
     ] = None,
+    use_uvicorn: Annotated[
+        bool,
+        typer.Option("--uvicorn", help="Serve the ASGI app with uvicorn instead (slower)."),
+    ] = False,
 ) -> None:
     """Serve OCSP (GET and POST) and the CRLs over HTTP, answering only from the ledger.
 
@@ -33,17 +37,20 @@ def serve_command(
     """
     import logging
 
-    from ctstatus.status import server, wiring
+    from ctstatus.status import http_server, server, wiring
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     instance = open_instance()
     wired = wiring.build(instance, publish=publish)
+    listen = (host or instance.config.ocsp.host, port or instance.config.ocsp.port)
     try:
-        server.serve(
-            wired.app, host or instance.config.ocsp.host, port or instance.config.ocsp.port
-        )
+        if use_uvicorn:
+            server.serve(wired.app, *listen)
+        else:
+            http_server.run(wired.app, *listen)
     finally:
         wired.close()
 

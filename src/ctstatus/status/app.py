@@ -1,10 +1,15 @@
-"""The status server as one bare ASGI app: OCSP (GET and POST), CRLs, CA certificates.
+"""The status server's request handling: OCSP (GET and POST), CRLs, CA certificates.
 
 Routing is by exact path for CRLs (the paths of ``[urls] crl``) and CA certificates (``[urls]
 ca_issuers``); every other GET is an OCSP GET request, with the path part of ``[urls] ocsp``
-stripped when present; every POST is an OCSP request. Limits are enforced before work is done:
-a body over ``max_request_bytes`` is refused (413) as soon as its size is known, a path longer
-than ``max_path_bytes`` gets 414. No client input can produce an HTTP 500.
+stripped when present; every POST is an OCSP request. Nothing a client sends can produce an
+HTTP 500.
+
+The logic is transport-neutral (:class:`Request` in, :data:`Response` out) and has two
+front ends: :meth:`StatusApp.quick` answers synchronously whatever memory can answer (the
+OCSP hot path, CRLs, certificates, errors) and :meth:`StatusApp.answer` awaits the rest (a
+cache miss). ``ctstatus ocsp serve`` runs them behind :mod:`ctstatus.status.http_server`;
+``StatusApp`` is also a plain ASGI application (``__call__``), for uvicorn or any ASGI server.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Final
 
 from ctstatus.status.crl_serving import ServedCrl
 from ctstatus.status.http import (
+    NO_CACHE,
     OCSP_REQUEST,
     PKIX_CERT,
     BadContentLength,
@@ -26,18 +32,43 @@ from ctstatus.status.http import (
     Scope,
     Send,
     cache_control,
-    header,
     read_body,
     send_response,
-    send_text,
 )
 from ctstatus.status.ocsp_request import MalformedRequest, decode_get_path
-from ctstatus.status.responder import INTERNAL_ERROR, MALFORMED
+from ctstatus.status.responder import INTERNAL_ERROR, MALFORMED, Miss, Reply
 from ctstatus.status.service import StatusService
 
 log = logging.getLogger(__name__)
 
+Response = tuple[int, Headers, bytes]
+"""(HTTP status, headers without Date/Content-Length, body)"""
+
 _ALLOW: Final = [(b"allow", b"GET, HEAD, POST")]
+
+
+@dataclass(slots=True)
+class Request:
+    """What the handlers need of an HTTP request; headers have lowercase names."""
+
+    method: str
+    path: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def text_response(status: int, text: str, extra: Headers | None = None) -> Response:
+    return (
+        status,
+        [(b"content-type", b"text/plain; charset=utf-8"), NO_CACHE, *(extra or [])],
+        (text.encode()),
+    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +85,7 @@ class AppSettings:
 
 
 class StatusApp:
-    """ASGI entry point; ``lifespan`` starts and stops the service's background work."""
+    """Request handling; ``lifespan`` (ASGI) or the HTTP server start the service's work."""
 
     def __init__(self, service: StatusService, settings: AppSettings = AppSettings()) -> None:
         self.service = service
@@ -62,24 +93,109 @@ class StatusApp:
         self._responder = service.responder
         self._crls = service.crls
         self._prefixes = tuple(sorted(settings.ocsp_prefixes, key=len, reverse=True))
-        self._limit = settings.max_request_bytes
-        self._path_limit = settings.max_path_bytes
+        self.max_request_bytes = settings.max_request_bytes
+        self.max_path_bytes = settings.max_path_bytes
         self._certs = dict(settings.ca_certificates)
+
+    # --------------------------------------------------------------------- transport-neutral
+
+    def quick(self, request: Request) -> Response | Miss:
+        """The response, or a :class:`Miss` to hand to :meth:`resolve` (it needs the ledger)."""
+        method = request.method
+        if method == "POST":
+            content_type = request.header(b"content-type")
+            if content_type != OCSP_REQUEST and (
+                content_type is None or content_type.split(b";")[0].strip().lower() != OCSP_REQUEST
+            ):
+                return _ocsp(MALFORMED)
+            found = self._responder.lookup(request.body)
+            return found if isinstance(found, Miss) else _ocsp(found)
+        if method != "GET" and method != "HEAD":
+            return text_response(405, "use GET, HEAD or POST\n", _ALLOW)
+        path = request.path
+        if len(path) > self.max_path_bytes:
+            return text_response(414, "request path too long\n")
+        crl = self._crls.get(path)
+        if crl is not None:
+            return self._crl(request, crl)
+        cert = self._certs.get(path)
+        if cert is not None:
+            return 200, [(b"content-type", PKIX_CERT), (b"cache-control", b"max-age=86400")], cert
+        if path == b"/healthz":
+            return text_response(200, "ok\n")
+        try:
+            der = decode_get_path(path, self._prefixes)
+        except MalformedRequest:
+            return _ocsp(MALFORMED)
+        found = self._responder.lookup(der)
+        if isinstance(found, Miss):
+            return found
+        return self._conditional(request, found)
+
+    async def resolve(self, request: Request, miss: Miss) -> Response:
+        """Finish a request :meth:`quick` could not answer from memory."""
+        reply = await self._responder.resolve(miss)
+        if request.method == "POST":
+            return _ocsp(reply)
+        return self._conditional(request, reply)
+
+    async def answer(self, request: Request) -> Response:
+        """:meth:`quick`, then :meth:`resolve` if needed; never raises."""
+        try:
+            found = self.quick(request)
+            if isinstance(found, Miss):
+                return await self.resolve(request, found)
+            return found
+        except Exception:
+            log.exception("unexpected error answering %s %r", request.method, request.path[:200])
+            return _ocsp(INTERNAL_ERROR)
+
+    def _conditional(self, request: Request, reply: Reply) -> Response:
+        der, headers = reply
+        etag = request.header(b"if-none-match")
+        if etag is not None and (b"etag", etag) in headers:
+            return 304, _not_modified(headers), b""
+        return 200, headers, der
+
+    def _crl(self, request: Request, crl: ServedCrl) -> Response:
+        now = self.service.clock().timestamp()
+        max_age = max(0, min(self.settings.crl_max_age, int(crl.next_update - now) - 1))
+        headers = [*crl.headers, cache_control(max_age)]
+        if request.header(b"if-none-match") == crl.etag:
+            return 304, _not_modified(headers), b""
+        return 200, headers, crl.crl.crl_der
+
+    # ------------------------------------------------------------------------------- ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            try:
-                await self._http(scope, receive, send)
-            except OSError:
-                pass  # the client went away mid-response
-            except Exception:
-                log.exception("unexpected error answering %s %r", scope["method"], scope["path"])
-                der, headers = INTERNAL_ERROR
-                with contextlib.suppress(Exception):  # unless the response had already started
-                    await send_response(send, 200, headers, der)
+            with contextlib.suppress(OSError):  # the client went away mid-response
+                await self._asgi_http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _asgi_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
+        request = Request(scope["method"], scope.get("raw_path") or scope["path"].encode(), headers)
+        if request.method == "POST":
+            try:
+                request.body = await read_body(scope, receive, self.max_request_bytes)
+            except BodyTooLarge:
+                status, out, body = text_response(
+                    413, f"an OCSP request is at most {self.max_request_bytes} bytes\n"
+                )
+                await send_response(send, status, _with_length(out, body), body)
+                return
+            except BadContentLength:
+                status, out, body = text_response(400, "invalid Content-Length\n")
+                await send_response(send, status, _with_length(out, body), body)
+                return
+        status, out, body = await self.answer(request)
+        with contextlib.suppress(Exception):  # unless the client is gone
+            await send_response(
+                send, status, _with_length(out, body, status), body, head=request.method == "HEAD"
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -97,71 +213,16 @@ class StatusApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        if method == "POST":
-            await self._post(scope, receive, send)
-            return
-        if method != "GET" and method != "HEAD":
-            await send_text(send, 405, "use GET, HEAD or POST\n", _ALLOW)
-            return
-        path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if len(path) > self._path_limit:
-            await send_text(send, 414, "request path too long\n")
-            return
-        head = method == "HEAD"
-        crl = self._crls.get(path)
-        if crl is not None:
-            await self._send_crl(scope, send, crl, head)
-            return
-        cert = self._certs.get(path)
-        if cert is not None:
-            headers = [
-                (b"content-type", PKIX_CERT),
-                (b"content-length", str(len(cert)).encode()),
-                (b"cache-control", b"max-age=86400, public"),
-            ]
-            await send_response(send, 200, headers, cert, head=head)
-            return
-        if path == b"/healthz":
-            await send_text(send, 200, "ok\n")
-            return
-        try:
-            request = decode_get_path(path, self._prefixes)
-        except MalformedRequest:
-            der, headers = MALFORMED
-        else:
-            der, headers = await self._responder.respond(request)
-            etag = header(scope, b"if-none-match")
-            if etag is not None and (b"etag", etag) in headers:
-                await send_response(send, 304, _not_modified(headers), b"")
-                return
-        await send_response(send, 200, headers, der, head=head)
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = await read_body(scope, receive, self._limit)
-        except BodyTooLarge:
-            await send_text(send, 413, f"an OCSP request is at most {self._limit} bytes\n")
-            return
-        except BadContentLength:
-            await send_text(send, 400, "invalid Content-Length\n")
-            return
-        content_type = header(scope, b"content-type")
-        if content_type is None or content_type.split(b";")[0].strip().lower() != OCSP_REQUEST:
-            der, headers = MALFORMED
-        else:
-            der, headers = await self._responder.respond(body)
-        await send_response(send, 200, headers, der)
+def _ocsp(reply: Reply) -> Response:
+    der, headers = reply
+    return 200, headers, der
 
-    async def _send_crl(self, scope: Scope, send: Send, crl: ServedCrl, head: bool) -> None:
-        now = self.service.clock().timestamp()
-        max_age = max(0, min(self.settings.crl_max_age, int(crl.next_update - now) - 1))
-        headers = [*crl.headers, cache_control(max_age)]
-        if header(scope, b"if-none-match") == crl.etag:
-            await send_response(send, 304, _not_modified(headers), b"")
-            return
-        await send_response(send, 200, headers, crl.crl.crl_der, head=head)
+
+def _with_length(headers: Headers, body: bytes, status: int = 200) -> Headers:
+    if status == 304 or any(k == b"content-length" for k, _ in headers):
+        return headers
+    return [*headers, (b"content-length", str(len(body)).encode())]
 
 
 def _not_modified(headers: Headers) -> Headers:

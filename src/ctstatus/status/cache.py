@@ -33,6 +33,8 @@ class Served:
     stale_at: float
     """Epoch seconds after which memory must not serve it (its refresh time has passed)."""
     serial_state: SerialState
+    full_headers: Headers | None = None
+    """``headers`` plus the usual Cache-Control, built once (while max-age is not capped)."""
 
 
 @dataclass(slots=True)

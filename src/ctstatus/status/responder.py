@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Final
 
 from sqlalchemy import Engine
 
+from ctstatus.clock import system_clock
 from ctstatus.errors import UserError
 from ctstatus.ledger import Issuer
 from ctstatus.status import ocsp_response
@@ -42,6 +44,8 @@ from ctstatus.status.presign import NoSigner, Presigner, to_served
 log = logging.getLogger(__name__)
 
 Reply = tuple[bytes, Headers]
+PARSED_MEMO: Final = 65_536
+"""How many distinct request encodings to remember parsed (oldest forgotten first)."""
 
 UNAUTHORIZED: Final[Reply] = (
     ocsp_response.UNAUTHORIZED,
@@ -59,6 +63,15 @@ INTERNAL_ERROR: Final[Reply] = (
     ocsp_response.INTERNAL_ERROR,
     uncacheable(OCSP_RESPONSE, ocsp_response.INTERNAL_ERROR),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A request memory could not answer: :meth:`OcspResponder.resolve` reads the ledger."""
+
+    issuer: Issuer
+    query: CertIdQuery
+    key: Key
 
 
 @dataclass(frozen=True)
@@ -95,17 +108,33 @@ class OcspResponder:
         self._signing = 0
         self._background: set[asyncio.Task[None]] = set()
         self._catch_up = catch_up
+        self._parsed: dict[bytes, CertIdQuery | Reply] = {}
+        self._now: Callable[[], float] = (
+            time.time if clock is system_clock else lambda: clock().timestamp()
+        )
 
     # ------------------------------------------------------------------------------ hot path
 
-    async def respond(self, der: bytes) -> Reply:
-        """The response (DER and headers) to the DER request ``der``."""
-        try:
-            query = parse_request(der)
-        except MalformedRequest:
-            return MALFORMED
-        except UnsupportedHash:
-            return UNAUTHORIZED
+    def _parse(self, der: bytes) -> CertIdQuery | Reply:
+        """``parse_request``, remembered: clients repeat byte-identical requests."""
+        known = self._parsed.get(der)
+        if known is None:
+            try:
+                known = parse_request(der)
+            except MalformedRequest:
+                known = MALFORMED
+            except UnsupportedHash:
+                known = UNAUTHORIZED
+            if len(self._parsed) >= PARSED_MEMO:
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[der] = known
+        return known
+
+    def lookup(self, der: bytes) -> Reply | Miss:
+        """The response to the DER request ``der`` if memory has it, else what to resolve."""
+        query = self._parse(der)
+        if not isinstance(query, CertIdQuery):
+            return query
         issuer = self.issuers.find(query)
         if issuer is None:
             return UNAUTHORIZED
@@ -118,24 +147,35 @@ class OcspResponder:
                 return UNAUTHORIZED
             served = entry.responses.get(query.hash_name)
             if served is not None:
-                now = self._clock().timestamp()
+                now = self._now()
                 if now < served.stale_at:
                     return served.der, self._headers(served, now)
+        return Miss(issuer, query, key)
+
+    async def resolve(self, miss: Miss) -> Reply:
+        """Answer a miss from the ledger (and the stored responses, or a new signature)."""
         try:
-            return await self._miss(issuer, query, key)
+            return await self._miss(miss.issuer, miss.query, miss.key)
         except Exception:
-            log.exception("OCSP lookup failed for serial %x", query.serial)
+            log.exception("OCSP lookup failed for serial %x", miss.query.serial)
             return INTERNAL_ERROR
+
+    async def respond(self, der: bytes) -> Reply:
+        """The response (DER and headers) to the DER request ``der``."""
+        found = self.lookup(der)
+        return await self.resolve(found) if isinstance(found, Miss) else found
 
     def _headers(self, served: Served, now: float) -> Headers:
         remaining = served.next_update - now
         if remaining > self._max_age + 1:
-            return [*served.headers, self._default_cache_control]
+            if served.full_headers is None:
+                served.full_headers = [*served.headers, self._default_cache_control]
+            return served.full_headers
         # RFC 5019/9919 §6.2: thisUpdate < now + max-age < nextUpdate
         return [*served.headers, cache_control(max(0, int(remaining) - 1))]
 
     def reply(self, served: Served) -> Reply:
-        return served.der, self._headers(served, self._clock().timestamp())
+        return served.der, self._headers(served, self._now())
 
     # ---------------------------------------------------------------------------------- miss
 

@@ -31,6 +31,7 @@ def serve(app: StatusApp, host: str, port: int, *, log_level: str = "info") -> N
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_keep_alive=15,
         backlog=4096,
         log_level=log_level,

@@ -77,6 +77,7 @@ class StatusService:
         """The journal id up to which memory has applied changes (for tests and metrics)."""
         self._to_sign: dict[tuple[int, int], None] = {}
         self._new_issuer = False
+        self._checked: asyncio.AbstractEventLoop | None = None
         self.responder = OcspResponder(
             engine,
             clock,
@@ -188,12 +189,25 @@ class StatusService:
 
     def catch_up(self) -> None:
         """SQLite, on the event loop: if anyone committed since we last read the journal, read
-        it now and drop what changed, so memory never answers for an older ledger state."""
+        it now and drop what changed, so memory never answers for an older ledger state.
+
+        Checked once per event-loop iteration, before the first lookup in it: uvicorn runs each
+        request in a task that starts in the iteration after its bytes were read, so every
+        request answered in an iteration arrived before that iteration's check.
+        """
+        loop = asyncio.get_running_loop()
+        if self._checked is loop:
+            return
+        self._checked = loop
+        loop.call_soon(self._uncheck)
         gate = self._gate
         if gate is not None and gate.changed():
             gate.mark()
             self._apply(self.feed.poll())
             self.applied_through = self.feed.max_seen
+
+    def _uncheck(self) -> None:
+        self._checked = None
 
     def _apply(self, changes: list[Change]) -> None:
         for change in changes:
