@@ -145,6 +145,29 @@ def test_overview_says_why_a_precertificate_was_abandoned(
         assert len(re.findall(r"serial [0-9a-f]+", line)) == 1, line
 
 
+def test_serial_page_lists_the_watchers_checks(api: httpx.Client, demo_stack: Up) -> None:
+    """An abandoned (so revoked) precertificate: once the watcher has read it from the log and
+    asked our responder, its page lists that check (watch_checks) and the timeline shows it."""
+    deadline = time.monotonic() + 120
+    while True:
+        serials = re.findall(
+            r'<tr class="abandoned-row">\s*<td[^>]*><a href="/serial/([0-9a-f]+)"',
+            api.get("/").text,
+        )
+        pages = [api.get(f"/serial/{serial}").text for serial in serials]
+        checked = [page for page in pages if 'class="watch-check"' in page]
+        if checked:
+            break
+        assert time.monotonic() < deadline, demo_stack.log()
+        time.sleep(0.5)  # polls until the watcher has checked an abandoned precertificate
+    page = checked[0]
+    rows = re.findall(r'<tr class="watch-check">(.*?)</tr>', page, re.S)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", rows[-1], re.S)]
+    assert cells[1] == "revoked", cells  # the OCSP answer the watcher saw
+    assert cells[2] in {"revoked", "not_listed", "—"}, cells
+    assert "watcher saw OCSP revoked" in page
+
+
 @pytest.mark.parametrize("authorized", [False, True])
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     demo_stack: Up, authorized: bool

@@ -165,7 +165,9 @@ class Checker:
         findings = [Finding(f.code, f.message, evidence | f.evidence) for f in findings]
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
         self._done.append(
-            CheckDone(cert, subject, scope, findings, stamp, CERT_FAMILY, next_due, status)
+            CheckDone(
+                cert, subject, scope, findings, stamp, CERT_FAMILY, next_due, status, crl_status[0]
+            )
         )
         if len(self._done) >= FLUSH_EVERY:
             self.flush()

@@ -83,6 +83,21 @@ certs = sa.Table(
 )
 sa.Index("watch_certs_due", certs.c.due_at)
 
+#: Every check's answers, append-only (``watch_certs.last_*`` holds only the latest), written
+#: in the same transaction as that update: the serial page's timeline reads it.
+checks = sa.Table(
+    "watch_checks",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("issuer_key", sa.String(64), nullable=False),
+    sa.Column("serial", sa.String(42), nullable=False),
+    sa.Column("checked_at", sa.Float, nullable=False),
+    sa.Column("ocsp", sa.Text, nullable=False),  # good / revoked / unknown / None / none (no URL)
+    sa.Column("crl", sa.Text, nullable=True),  # revoked / not_listed; NULL: no CRL, or stale
+    sa.Column("findings", sa.Text, nullable=False),  # JSON list of the problem codes found
+)
+sa.Index("watch_checks_serial", checks.c.serial, checks.c.checked_at)
+
 problems = sa.Table(
     "watch_problems",
     metadata,
@@ -166,6 +181,19 @@ class CheckDone:
     family: str
     next_due: float
     result: str
+    crl: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One check of the history (``watch_checks``)."""
+
+    issuer_key: str
+    serial: str
+    checked_at: float
+    ocsp: str
+    crl: str | None
+    findings: list[str]
 
 
 @dataclass(frozen=True)
@@ -517,6 +545,42 @@ class WatchStore:
                     for i in done
                 ],
             )
+            conn.execute(
+                sa.insert(checks),
+                [
+                    {
+                        "issuer_key": i.cert.issuer_key,
+                        "serial": i.cert.serial,
+                        "checked_at": i.now,
+                        "ocsp": i.result,
+                        "crl": i.crl,
+                        "findings": json.dumps(sorted({f.code.value for f in i.findings})),
+                    }
+                    for i in done
+                ],
+            )
+
+    def check_history(
+        self, serial: str, *, issuer_key: str | None = None, limit: int = 500
+    ) -> list[CheckRow]:
+        """The latest ``limit`` checks of a serial (hex, as stored), oldest first."""
+        query = sa.select(checks).where(checks.c.serial == serial)
+        if issuer_key is not None:
+            query = query.where(checks.c.issuer_key == issuer_key)
+        query = query.order_by(checks.c.checked_at.desc(), checks.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            CheckRow(
+                r["issuer_key"],
+                r["serial"],
+                float(r["checked_at"]),
+                r["ocsp"],
+                r["crl"],
+                list(json.loads(r["findings"])),
+            )
+            for r in reversed(rows)
+        ]
 
     @staticmethod
     def _record(

@@ -247,8 +247,18 @@ class DashboardContext:
                 )
             ).first()
         problems = [p.to_json() for p in self.watch_store.problems() if hex_serial in p.subject]
+        history = [
+            {
+                "at": _iso(row.checked_at * 1000),
+                "ocsp": row.ocsp,
+                "crl": row.crl,
+                "findings": row.findings,
+            }
+            for row in self.watch_store.check_history(hex_serial)
+        ]
         return {
             "entries": seen,
+            "checks": history,
             "last_checked": None if check is None or check[0] is None else _iso(check[0] * 1000),
             "last_result": None if check is None else check[1],
             "problems": problems,
@@ -297,7 +307,18 @@ class DashboardContext:
                     "detail": entry,
                 }
             )
-        if ct["last_checked"]:
+        for check in ct["checks"]:
+            timeline.append(
+                {
+                    "at": check["at"],
+                    "kind": "watch",
+                    "title": f"watcher saw OCSP {check['ocsp']}, CRL {check['crl'] or '-'}",
+                    "state": None,
+                    "actor": "watcher",
+                    "detail": check,
+                }
+            )
+        if ct["last_checked"] and not ct["checks"]:  # checked before the history existed
             timeline.append(
                 {
                     "at": ct["last_checked"],
