@@ -275,8 +275,8 @@ def bench_ocsp(work: Path, checks: int) -> dict[str, float]:
     from ctstatus.instance import Instance
     from ctstatus.keys.assemble import sign_certificate
     from ctstatus.watch.checker import Checker, CheckSettings
-    from ctstatus.watch.lean import LeanHttp
     from ctstatus.watch.entries import describe, issuer_key_of
+    from ctstatus.watch.lean import LeanHttp
     from ctstatus.watch.store import EntryRow, WatchStore
 
     with socket.socket() as s:
