@@ -160,3 +160,28 @@ def _count(database: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM watch_entries").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_follows_a_static_ct_api_log_by_tiles(tmp_path: Path, logs: Logs, ca: WatchCa) -> None:
+    """The same log read through its checkpoint and tiles (each tile proven against the root)."""
+    size = fill(logs, ca, 300)
+    log = load_log_list(logs.log_list).logs[0]
+    assert log.url is not None
+    endpoint = LogEndpoint.from_url(log.url, log.key_der, name="tiled", monitoring_url=log.url)
+    store = WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def run() -> FollowResult:
+        async with httpx.AsyncClient() as http:
+            follower = LogFollower(LogClient(endpoint, http), store, "all")
+            assert follower.tiled
+            return await follower.poll()
+
+    logs.set_faults(LOG, sth="wrong_root")  # the checkpoint signs a root the tiles do not make
+    lying = asyncio.run(run())
+    assert [f.code.value for f in lying.findings] == ["log.root_mismatch"]
+    assert store.entry_count() == 0
+    logs.set_faults(LOG)
+    result = asyncio.run(run())
+    assert (result.downloaded, result.verified_size, result.findings) == (size, size, [])
+    assert store.entry_indexes(_log_ids(store)[0]) == list(range(size))
+    assert store.cert_count() == size  # precert entries carry the issuer key hash

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import LogClient
 from ctstatus.ct.merkle import CompactTree
-from ctstatus.ct.reader import LogEntry
+from ctstatus.ct.reader import LogEntry, TileTree
 from ctstatus.ct.structures import SignedTreeHead
-from ctstatus.ct.transport import InvalidSth, LogError
+from ctstatus.ct.tiles import TILE_WIDTH
+from ctstatus.ct.transport import InvalidLogData, InvalidSth, LogError, LogMalformedResponse
 from ctstatus.watch.entries import parse_entry
 from ctstatus.watch.problems import Code, Finding
 from ctstatus.watch.store import EntryRow, WatchStore
@@ -66,6 +67,11 @@ class LogFollower:
         self.clock = clock
         self.log_id = client.endpoint.log_id.hex()
         self.subject = f"log:{client.name}"
+        endpoint = client.endpoint
+        self.tiled = endpoint.monitoring_url is not None or (
+            endpoint.log is not None and endpoint.log.tiled
+        )
+        self._tiles: tuple[SignedTreeHead, TileTree] | None = None
         self._issuers_seen: set[str] = set()
 
     def _now(self) -> float:
@@ -78,16 +84,21 @@ class LogFollower:
             await self._poll(result)
         except InvalidSth as exc:
             result.findings.append(Finding(Code.LOG_BAD_STH, str(exc), {"error": str(exc)}))
+        except InvalidLogData as exc:  # tiles or proofs that do not match the signed root
+            result.findings.append(Finding(Code.LOG_ROOT_MISMATCH, str(exc), {"error": str(exc)}))
+        except LogMalformedResponse as exc:
+            result.findings.append(Finding(Code.LOG_MALFORMED, str(exc), {"error": str(exc)}))
         except LogError as exc:
-            code = Code.LOG_MALFORMED if "malformed" in type(exc).__name__.lower() else None
-            result.findings.append(
-                Finding(code or Code.LOG_UNREACHABLE, str(exc), {"error": str(exc)})
-            )
+            result.findings.append(Finding(Code.LOG_UNREACHABLE, str(exc), {"error": str(exc)}))
         self.store.record(self.subject, self.subject, result.findings, self._now(), family="log.")
         return result
 
     async def _poll(self, result: FollowResult) -> None:
-        sth = await self.client.get_sth()
+        if self.tiled:  # static-ct-api: the checkpoint, its tiles proven against its root
+            sth = (await self.client.get_checkpoint())[1]
+            self._tiles = (sth, self.client.tile_tree(sth))
+        else:
+            sth = await self.client.get_sth()
         result.tree_size = sth.tree_size
         endpoint = self.client.endpoint
         cursor = self.store.cursor(self.log_id, endpoint.name, endpoint.url)
@@ -117,6 +128,9 @@ class LogFollower:
         await self._download(cursor.download.copy(), verified.size, sth, result, evidence)
 
     async def _fetch(self, start: int, end: int) -> list[LogEntry]:
+        if self._tiles is not None:
+            sth, tree = self._tiles
+            return [e async for e in self.client.iter_tiled_entries(sth, start, end, tree)]
         return [e async for e in self.client.iter_entries(start, end)]
 
     async def _download(
@@ -128,6 +142,8 @@ class LogFollower:
         evidence: dict[str, object],
     ) -> None:
         size, batch = sth.tree_size, self.settings.batch_size
+        if self.tiled:  # whole data tiles per request
+            batch = TILE_WIDTH * max(1, batch // TILE_WIDTH)
         starts = list(range(tree.size, size, batch))
         pending: dict[int, asyncio.Task[list[LogEntry]]] = {}
         try:
