@@ -153,3 +153,61 @@ def test_store_on_postgresql(database_factory: Any, logs: Logs) -> None:
             assert store.cert_count() == 2
         finally:
             store.close()
+
+
+def test_smtp_alert_reaches_a_relay(tmp_path: Path) -> None:
+    """A minimal SMTP relay on loopback receives the alert as an e-mail."""
+    import socket
+    import threading
+
+    from ctstatus.watch.alerts import smtp_sender
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    received: list[str] = []
+
+    def relay() -> None:
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rwb") as stream:
+
+            def reply(line: str) -> None:
+                stream.write(line.encode() + b"\r\n")
+                stream.flush()
+
+            reply("220 relay")
+            data = False
+            while line := stream.readline():
+                text = line.decode().rstrip("\r\n")
+                if data:
+                    if text == ".":
+                        data = False
+                        reply("250 queued")
+                    else:
+                        received.append(text)
+                elif text.upper().startswith(("EHLO", "HELO")):
+                    reply("250 relay")
+                elif text.upper() == "DATA":
+                    data = True
+                    reply("354 go ahead")
+                elif text.upper() == "QUIT":
+                    reply("221 bye")
+                    break
+                else:
+                    reply("250 ok")
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    store = WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        store.record(
+            "cert:x:ab", "Test CA", [Finding(Code.OCSP_UNKNOWN, "unknown")], 1.0, family="ocsp."
+        )
+        send = smtp_sender("127.0.0.1", port, "watch@example.com", ["ops@example.com"], timeout=5)
+        assert deliver(store, [send]) == 1
+    finally:
+        store.close()
+        thread.join(timeout=10)
+        listener.close()
+    assert any("OPEN critical ocsp.unknown Test CA" in line for line in received), received

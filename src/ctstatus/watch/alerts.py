@@ -49,6 +49,33 @@ def webhook_sender(url: str, timeout: float = 10.0) -> Sender:
     return send
 
 
+def smtp_sender(host: str, port: int, sender: str, to: list[str], timeout: float = 10.0) -> Sender:
+    """One plain-text e-mail per alert (no TLS or login: a local relay is assumed)."""
+    import smtplib
+    from email.message import EmailMessage
+
+    def send(kind: str, problem: Problem) -> bool:
+        message = EmailMessage()
+        verb = "OPEN" if kind == "open" else "RESOLVED"
+        message["Subject"] = (
+            f"[ctstatus watch] {verb} {problem.severity} {problem.code} {problem.scope}"
+        )
+        message["From"] = sender
+        message["To"] = ", ".join(to)
+        message.set_content(
+            f"{problem.message}\n\nsubject: {problem.subject}\n\n"
+            + json.dumps(problem.to_json(), indent=2, default=str)
+        )
+        try:
+            with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException):
+            return False
+        return True
+
+    return send
+
+
 def deliver(store: WatchStore, senders: list[Sender]) -> int:
     """Send every pending alert through every sender; mark it once all succeeded."""
     sent = 0

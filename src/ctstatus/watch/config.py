@@ -19,9 +19,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    sender: str
+    to: Annotated[list[str], Field(min_length=1)]
+
+
 class AlertsConfig(_Section):
     stdout: bool = True
     webhook: str | None = None
+    smtp: SmtpConfig | None = None
 
 
 class WatchConfig(_Section):

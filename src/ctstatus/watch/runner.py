@@ -16,7 +16,13 @@ from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
 from ctstatus.ct.loglist import LogList, load_log_list, parse_log_list
 from ctstatus.ct.transport import RetryPolicy
-from ctstatus.watch.alerts import Sender, deliver, stdout_sender, webhook_sender
+from ctstatus.watch.alerts import (
+    Sender,
+    deliver,
+    smtp_sender,
+    stdout_sender,
+    webhook_sender,
+)
 from ctstatus.watch.checker import Checker, CheckResult, CheckSettings
 from ctstatus.watch.config import WatchConfig
 from ctstatus.watch.entries import ALL, issuer_key_of
@@ -114,6 +120,9 @@ class Watcher:
                 senders.append(stdout_sender())
             if config.alerts.webhook:
                 senders.append(webhook_sender(config.alerts.webhook))
+            smtp = config.alerts.smtp
+            if smtp is not None:
+                senders.append(smtp_sender(smtp.host, smtp.port, smtp.sender, smtp.to))
         self.senders = senders
 
     async def run_once(self) -> PassResult:
