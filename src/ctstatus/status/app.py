@@ -45,6 +45,8 @@ Response = tuple[int, Headers, bytes]
 """(HTTP status, headers without Date/Content-Length, body)"""
 
 _ALLOW: Final = [(b"allow", b"GET, HEAD, POST")]
+DECODED_MEMO: Final = 65_536
+"""How many GET paths to remember decoded (clients repeat byte-identical URLs)."""
 
 
 @dataclass(slots=True)
@@ -96,6 +98,7 @@ class StatusApp:
         self.max_request_bytes = settings.max_request_bytes
         self.max_path_bytes = settings.max_path_bytes
         self._certs = dict(settings.ca_certificates)
+        self._decoded: dict[bytes, bytes] = {}
 
     # --------------------------------------------------------------------- transport-neutral
 
@@ -123,10 +126,15 @@ class StatusApp:
             return 200, [(b"content-type", PKIX_CERT), (b"cache-control", b"max-age=86400")], cert
         if path == b"/healthz":
             return text_response(200, "ok\n")
-        try:
-            der = decode_get_path(path, self._prefixes)
-        except MalformedRequest:
-            return _ocsp(MALFORMED)
+        der = self._decoded.get(path)
+        if der is None:
+            try:
+                der = decode_get_path(path, self._prefixes)
+            except MalformedRequest:
+                return _ocsp(MALFORMED)
+            if len(self._decoded) >= DECODED_MEMO:
+                del self._decoded[next(iter(self._decoded))]
+            self._decoded[path] = der
         found = self._responder.lookup(der)
         if isinstance(found, Miss):
             return found

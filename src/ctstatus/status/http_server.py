@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -316,6 +317,7 @@ class HttpServer:
         loop = self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.app.service.start()
+        gc.freeze()  # start-up objects (keys, caches, modules) stay out of every GC pass
         server = await loop.create_server(
             lambda: Connection(self), host, port, backlog=4096, reuse_address=True
         )

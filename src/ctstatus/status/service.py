@@ -278,6 +278,8 @@ class StatusService:
         while (count := await self.sweep_once()) > 0:
             total += count
             await asyncio.sleep(0)
+        if total:
+            log.info("signed %d OCSP responses (missing, outdated or due)", total)
         return total
 
     async def publish_once(self, *, force: bool = False) -> list[Published]:
