@@ -1,9 +1,13 @@
 """The dashboard in a real browser over ``ctstatus up --demo``: an abandoned precertificate is
 shown revoked with our responder's OCSP answer, a serial's timeline reads end to end, and the
-screenshots in docs/screenshots/ come from here."""
+screenshots in docs/screenshots/ come from here: they are written there when
+``CTSTATUS_SCREENSHOTS=docs/screenshots`` is set (else to a temporary directory, so a test run
+leaves the work tree as it was)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,9 @@ import pytest
 from tests.stack.conftest import Up
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("CTSTATUS_SCREENSHOTS") or Path(tempfile.gettempdir()) / "ctstatus-screenshots"
+)
 
 
 def _page(browser: Any) -> Any:
