@@ -48,8 +48,18 @@ class SqliteDataVersion:
         self._conn.close()
 
 
-async def listen(engine: Engine, wake: asyncio.Event, *, retry: float = 5.0) -> None:
+class ListenerState:
+    """Whether the notification listener is connected (then polling can be rare)."""
+
+    def __init__(self) -> None:
+        self.connected = False
+
+
+async def listen(
+    engine: Engine, wake: asyncio.Event, state: ListenerState | None = None, *, retry: float = 5.0
+) -> None:
     """Set ``wake`` on every ``NOTIFY ctstatus_events``; reconnect after failures. Runs forever."""
+    state = state or ListenerState()
     import psycopg
 
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -59,11 +69,14 @@ async def listen(engine: Engine, wake: asyncio.Event, *, retry: float = 5.0) -> 
                 conninfo, autocommit=True, connect_timeout=10
             ) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
+                state.connected = True
                 wake.set()  # anything committed while we were not listening
                 async for _ in conn.notifies():
                     wake.set()
         except asyncio.CancelledError:
+            state.connected = False
             raise
         except Exception as exc:
             log.warning("ledger notifications unavailable (%s); polling only", exc)
+        state.connected = False
         await asyncio.sleep(retry)

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import Engine
 
@@ -29,7 +30,7 @@ from ctstatus.status.crl_publisher import CrlPublisher, Published
 from ctstatus.status.crl_serving import CrlShelf
 from ctstatus.status.db import load_issuers
 from ctstatus.status.feed import Change, LedgerFeed
-from ctstatus.status.freshness import SqliteDataVersion, listen
+from ctstatus.status.freshness import ListenerState, SqliteDataVersion, listen
 from ctstatus.status.identities import IdentitySource
 from ctstatus.status.issuers import IssuerIndex
 from ctstatus.status.presign import Presigner, to_served
@@ -37,6 +38,9 @@ from ctstatus.status.refresher import Refresher, Signed
 from ctstatus.status.responder import OcspResponder, ResponderSettings
 
 log = logging.getLogger(__name__)
+
+NOTIFIED_POLL_INTERVAL: Final = 5.0
+"""Seconds between safety polls of the journal while PostgreSQL notifications arrive."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class StatusService:
         self._to_sign: dict[tuple[int, int], None] = {}
         self._new_issuer = False
         self._checked: asyncio.AbstractEventLoop | None = None
+        self._sideline_due = True
+        self._listener = ListenerState()
         self.responder = OcspResponder(
             engine,
             clock,
@@ -109,7 +115,7 @@ class StatusService:
         self._tasks.append(asyncio.create_task(self._feed_loop()))
         self._tasks.append(asyncio.create_task(self._sign_loop()))
         if self.engine.dialect.name == "postgresql":
-            self._tasks.append(asyncio.create_task(listen(self.engine, self._wake)))
+            self._tasks.append(asyncio.create_task(listen(self.engine, self._wake, self._listener)))
         if self.settings.refresher:
             loops.append(("sweep", self.settings.sweep_interval, self.sweep_all))
         if self.publisher is not None:
@@ -141,8 +147,12 @@ class StatusService:
                 raise
             except Exception:
                 log.exception("status feed task failed; retrying")
+            # While notifications flow, polling is only a safety net.
+            interval = self.settings.poll_interval
+            if self._listener.connected:
+                interval = max(interval, NOTIFIED_POLL_INTERVAL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
 
     async def _sign_loop(self) -> None:
@@ -204,6 +214,7 @@ class StatusService:
         if gate is not None and gate.changed():
             gate.mark()
             self._apply(self.feed.poll())
+            self._sideline_due = True  # the feed loop reloads issuers and CRLs
             self.applied_through = self.feed.max_seen
 
     def _uncheck(self) -> None:
@@ -226,14 +237,24 @@ class StatusService:
             self.crls.reload()
 
     async def apply_changes(self) -> list[tuple[int, int]]:
-        """Drop what the ledger journal says changed; return the (issuer, serial) keys."""
-        if self._gate is not None:
-            self._gate.mark()
-            self._apply(self.feed.poll())  # SQLite: local and fast, and ordered with catch_up
+        """Drop what the ledger journal says changed; return the (issuer, serial) keys.
+
+        On SQLite nothing is read unless the database changed (``PRAGMA data_version``): a read
+        on the event loop would stall every request in flight, which shows in tail latency.
+        """
+        gate = self._gate
+        if gate is not None:
+            if gate.changed():
+                gate.mark()
+                self._apply(self.feed.poll())  # local and fast, and ordered with catch_up
+                self._sideline_due = True
         else:
             self._apply(await asyncio.to_thread(self.feed.poll))
-        new_issuer, self._new_issuer = self._new_issuer, False
-        await asyncio.to_thread(self._poll_sideline, new_issuer)
+            self._sideline_due = True
+        if self._sideline_due:
+            self._sideline_due = False
+            new_issuer, self._new_issuer = self._new_issuer, False
+            await asyncio.to_thread(self._poll_sideline, new_issuer)
         self.cache.prune()
         self.applied_through = self.feed.max_seen
         return list(self._to_sign)
