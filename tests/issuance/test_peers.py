@@ -137,12 +137,16 @@ def test_certspotter_sees_precertificate_and_certificate_with_our_tbs_hash(
     config = tmp_path / "config"
     config.mkdir()
     (config / "watchlist").write_text(f"{name}\n")
-    events = tmp_path / "events.txt"
+    # One file per hook run: hooks run concurrently, and lines appended to one shared file by
+    # two of them interleave.
+    events = tmp_path / "events"
+    events.mkdir()
     hook = tmp_path / "hook.sh"
     hook.write_text(
-        '#!/bin/sh\n{ env | grep -E "^(SERIAL|TBS_SHA256|CERT_SHA256|LOG_URI)=" ; '
-        f'echo --; }} >> "{events}"\n'
+        '#!/bin/sh\nenv | grep -E "^(SERIAL|TBS_SHA256|CERT_SHA256|LOG_URI)=" '
+        f'> "{events}/$$.tmp" && mv "{events}/$$.tmp" "{events}/$$.event"\n'
     )
+    logged_documents = len(result.scts) + 1  # the precertificate in each log, the certificate
     hook.chmod(0o755)
     stderr_path = tmp_path / "stderr.txt"
     urls = [f"{stack.base_url}/{log}/" for log in LOGS]
@@ -170,7 +174,8 @@ def test_certspotter_sees_precertificate_and_certificate_with_our_tbs_hash(
         # certspotter polls once at start-up; it is done with a log once it saves its state.
         while time.monotonic() < deadline and process.poll() is None:
             text = stderr_path.read_text()
-            if all(f"saving state in defer for {url}" in text for url in urls):
+            hooks_done = len(list(events.glob("*.event"))) >= logged_documents
+            if hooks_done and all(f"saving state in defer for {url}" in text for url in urls):
                 break
             time.sleep(0.05)  # polls certspotter's progress, bounded by the deadline
         process.send_signal(signal.SIGINT)
@@ -189,8 +194,8 @@ def test_certspotter_sees_precertificate_and_certificate_with_our_tbs_hash(
     assert name in stdout
 
     seen = []
-    for block in events.read_text().split("--\n"):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+    for event in sorted(events.glob("*.event")):
+        fields = dict(line.split("=", 1) for line in event.read_text().splitlines() if "=" in line)
         if fields:
             seen.append(fields)
     ours = [e for e in seen if int(e["SERIAL"], 16) == result.serial]
