@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, literal, select, text
+from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
@@ -128,20 +128,12 @@ def serial_with_responses(
         return SerialRecord.from_row(row), responses
 
 
-def records_by_serial_ids(engine: Engine, serial_ids: Sequence[int]) -> list[SerialRecord]:
-    with reading(engine) as conn:
-        rows = conn.execute(select(serials).where(serials.c.id.in_(list(serial_ids)))).mappings()
-        return [SerialRecord.from_row(r) for r in rows]
-
-
 def records_by_serials(engine: Engine, keys: Sequence[tuple[int, int]]) -> list[SerialRecord]:
     """The records of (issuer_id, serial) pairs that exist."""
     if not keys:
         return []
     wanted = [and_(serials.c.issuer_id == i, serials.c.serial == serial_to_hex(s)) for i, s in keys]
     with reading(engine) as conn:
-        from sqlalchemy import or_
-
         rows = conn.execute(select(serials).where(or_(*wanted))).mappings()
         return [SerialRecord.from_row(r) for r in rows]
 
