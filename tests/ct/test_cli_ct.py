@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cryptography_vectors
@@ -27,19 +25,7 @@ REAL_ISSUER = VECTORS / "letsencryptx3.pem"
 REAL_LIST = DATA / "real_log_list.json"
 
 
-def _load_fakelog() -> ModuleType:
-    name = "ctstatus_tests_fakelog"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, DATA / "fakelog.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakelog = _load_fakelog()
+from tests.ct.data import fakelog  # noqa: E402
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:

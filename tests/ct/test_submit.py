@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
 import re
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.ct.data import fakelog
 
 from ctstatus.ct.loglist import LogState
 from ctstatus.ct.policy import CtPolicy
@@ -28,22 +25,6 @@ from ctstatus.ct.submit import (
     submit_with_policy,
 )
 from ctstatus.ct.transport import InvalidSct, LogRejected, RetryPolicy
-
-
-def _load_fakelog() -> ModuleType:
-    name = "ctstatus_tests_fakelog"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "data" / "fakelog.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakelog = _load_fakelog()
 
 pytestmark = pytest.mark.anyio
 
