@@ -15,6 +15,8 @@ from pkilint.cabf import serverauth
 from pkilint.pkix import certificate as pkix_certificate
 from pkilint.validation import ValidationFindingSeverity
 
+from ctstatus.ca.lint_dispatch import accelerate
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -36,9 +38,11 @@ class Finding:
 
 @functools.cache
 def _validator(certificate_type: Any) -> Any:
-    return pkix_certificate.create_pkix_certificate_validator_container(
-        serverauth.create_decoding_validators(),
-        serverauth.create_validators(certificate_type),
+    return accelerate(
+        pkix_certificate.create_pkix_certificate_validator_container(
+            serverauth.create_decoding_validators(),
+            serverauth.create_validators(certificate_type),
+        )
     )
 
 
