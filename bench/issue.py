@@ -1,12 +1,13 @@
 """Benchmark issuance end to end: certificates/s through precertificate → 3 CT logs → certificate.
 
     .venv/bin/python bench/issue.py [--count 400] [--concurrency 8] [--backends sqlite,postgresql]
-                                    [--lint on,off] [--profile]
+                                    [--lint pool,inline,off] [--profile]
 
 For each ledger backend it makes a throwaway instance with ``init_instance`` (SQLite file in a
 temporary directory, or a PostgreSQL database created on 127.0.0.1:5432 and dropped afterwards),
 three CT logs of three operators with ``ctstatus log init``, and starts ``ctstatus log serve`` in
-a subprocess (its own process, as in production). Then, with pkilint on and off and for each
+a subprocess (its own process, as in production). Then, for each lint mode (pkilint in a
+worker process as configured by default, pkilint on the event loop, no lint) and for each
 ``--concurrency`` (a comma-separated list), it runs that many asyncio tasks sharing one
 ``IssuingCa`` (the real one: ``open_issuing_ca``, chrome CT policy over the three logs, default
 ``[issuance]`` settings) until ``--count`` certificates are issued, after a short warm-up. It
@@ -71,6 +72,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ca_cpu_seconds() -> float:
+    """This process and its lint workers (multiprocessing children), not the log server."""
+    total = cpu_seconds(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"multiprocessing" in command:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -115,16 +130,24 @@ def log_server(work: Path, root: Path) -> Iterator[tuple[subprocess.Popen[bytes]
         server.wait(timeout=60)
 
 
-def configure(directory: Path, log_list: Path, *, lint: bool) -> Instance:
-    """Point ``[issuance]`` at the logs and switch lint, the way a user edits the file."""
+LINT_MODES = {"pool": (True, 1), "inline": (True, 0), "off": (False, 0)}
+
+
+def configure(directory: Path, log_list: Path, *, lint: str) -> Instance:
+    """Point ``[issuance]`` at the logs and set lint, the way a user edits the file."""
     path = directory / "ctstatus.toml"
     text = path.read_text()
     head, section = text.split("\n[issuance]\n", 1)
-    lines = [f"log_list = {json.dumps(str(log_list))}", f"lint = {str(lint).lower()}"]
+    enabled, workers = LINT_MODES[lint]
+    lines = [
+        f"log_list = {json.dumps(str(log_list))}",
+        f"lint = {str(enabled).lower()}",
+        f"lint_workers = {workers}",
+    ]
     kept = [
         line
         for line in section.splitlines()
-        if not line.lstrip("# ").startswith(("log_list ", "lint "))
+        if not line.lstrip("# ").startswith(("log_list ", "lint ", "lint_workers "))
     ]
     path.write_text(f"{head}\n[issuance]\n" + "\n".join(lines + kept) + "\n")
     return Instance.open(directory)
@@ -133,13 +156,13 @@ def configure(directory: Path, log_list: Path, *, lint: bool) -> Instance:
 @dataclass
 class Run:
     backend: str
-    lint: bool
+    lint: str  # pool (pkilint in a worker process), inline (on the event loop) or off
     concurrency: int
     count: int
     seconds: float
     latencies: list[float]
     steps: dict[str, float]
-    ca_cpu: float  # CPU seconds of the CA process (all threads) while issuing
+    ca_cpu: float  # CPU seconds of the CA process (all threads) and its lint workers
     log_cpu: float  # CPU seconds of the log server process
     machine_cpu: float  # share of both cores busy (anything on the machine)
     failures: int
@@ -155,10 +178,10 @@ class Run:
         steps = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.steps.items())
         per = max(1, self.count)
         return (
-            f"{self.backend:10} lint {'on ' if self.lint else 'off'} x{self.concurrency:<3} "
+            f"{self.backend:10} lint {self.lint:6} x{self.concurrency:<3} "
             f"{self.rate:6.1f} certificates/s  ({self.count} in {self.seconds:.1f} s, "
             f"{self.failures} failed)  p50 {p50:.0f} ms  p99 {p99:.0f} ms\n"
-            f"{'':16}CPU per certificate: CA process {1000 * self.ca_cpu / per:.1f} ms, "
+            f"{'':16}CPU per certificate: CA (+ lint worker) {1000 * self.ca_cpu / per:.1f} ms, "
             f"log server {1000 * self.log_cpu / per:.1f} ms; machine busy "
             f"{100 * self.machine_cpu:.0f}% of {os.cpu_count()} cores\n"
             f"{'':16}mean ms per step (queueing included): {steps}"
@@ -238,10 +261,11 @@ async def issue_many(
 
             if profiler is not None:
                 profiler.start()
-            cpu, started = cpu_seconds(os.getpid()), time.perf_counter()
+            cpu, started = ca_cpu_seconds(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             seconds = time.perf_counter() - started
-            cpu = cpu_seconds(os.getpid()) - cpu
+            cpu = ca_cpu_seconds() - cpu
+            ca.close()
             if profiler is not None:
                 profiler.stop()
     finally:
@@ -255,7 +279,7 @@ def measure(
     server: subprocess.Popen[bytes],
     options: argparse.Namespace,
     *,
-    lint: bool,
+    lint: str,
     concurrency: int,
     profiler: Profiler | None,
 ) -> Run:
@@ -350,7 +374,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="8", help="concurrent issuances, e.g. 1,8,32")
     parser.add_argument("--warm-up", type=int, default=10)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--lint", default="on,off", help="on, off, or on,off")
+    parser.add_argument(
+        "--lint",
+        default="pool,inline,off",
+        help="pool (pkilint in a worker: the default config), inline (on the event loop), off",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy + cProfile, first run")
     options = parser.parse_args()
     concurrencies = [int(value) for value in options.concurrency.split(",")]
@@ -366,7 +394,7 @@ def main() -> None:
                 directory = work / "ca"
                 bootstrap.init_instance(directory, new_instance_config(ledger_url=url))
                 with log_server(work, directory / "certs" / "root-ca.pem") as (server, logs):
-                    for lint in (value == "on" for value in options.lint.split(",")):
+                    for lint in options.lint.split(","):
                         instance = configure(directory, logs, lint=lint)
                         for concurrency in concurrencies:
                             profiler = Profiler(work) if options.profile and not runs else None
@@ -381,7 +409,7 @@ def main() -> None:
     print(f"summary (certificates/s; load average now {os.getloadavg()[0]:.2f}):")
     for run in runs:
         print(
-            f"  {run.backend:10} lint {'on ' if run.lint else 'off'} x{run.concurrency:<3} "
+            f"  {run.backend:10} lint {run.lint:6} x{run.concurrency:<3} "
             f"{run.rate:6.1f}/s   CA CPU {1000 * run.ca_cpu / max(1, run.count):5.1f} ms/cert"
         )
 

@@ -235,6 +235,7 @@ class IssuanceConfig(_Section):
     abandon: Literal["revoke", "keep"] = "revoke"
     abandon_reason: AbandonReason = "unspecified"
     lint: bool = True
+    lint_workers: Annotated[int, Field(ge=0, le=64)] = 1
     recover_grace_seconds: Annotated[int, Field(ge=60, le=86_400)] = 600
 
     @model_validator(mode="after")

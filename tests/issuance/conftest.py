@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ca import bootstrap, requests
 from ctstatus.ca.issuance import IssuanceRequest, IssuanceResult, IssuingCa
+from ctstatus.ca.lint import LintPool
 from ctstatus.ca.service import PolicySubmitter, instance_log_list, issuance_settings
 from ctstatus.clock import system_clock
 from ctstatus.config import new_instance_config
@@ -266,6 +267,7 @@ class Stack:
         only_logs: Sequence[str] | None = None,
         lint: bool = True,
         deadline: float | None = None,
+        lint_pool: LintPool | None = None,
     ) -> IssuingCa:
         """What ``open_issuing_ca`` builds, with the parts a test may swap (signer, logs)."""
         instance = self.instance
@@ -281,7 +283,13 @@ class Stack:
         )
         issuance = replace(issuance_settings(instance), lint=lint)
         return IssuingCa(
-            ledger, self.issuer_id, signer or self.signer, issuance, submitter, system_clock
+            ledger,
+            self.issuer_id,
+            signer or self.signer,
+            issuance,
+            submitter,
+            system_clock,
+            lint_pool=lint_pool,
         )
 
     def issue(

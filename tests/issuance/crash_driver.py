@@ -181,7 +181,9 @@ def child(plan: dict[str, Any], point: str) -> NoReturn:
 
     async def run() -> None:
         async with httpx.AsyncClient() as http:
-            ca = open_issuing_ca(instance, ledger, http, system_clock)
+            # lint in process: the kill points wrap issuance.lint_certificate, and the
+            # child must not spend its life spawning a lint worker (test_lint_pool kills one)
+            ca = open_issuing_ca(instance, ledger, http, system_clock, lint_workers=0)
             request, _key = requests.request_for_names(
                 [f"{label(point)}.{plan['domain']}"], lifetime_days=90
             )

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ca import profiles
-from ctstatus.ca.lint import Finding, lint_certificate
+from ctstatus.ca.lint import Finding, LintPool, lint_certificate
 from ctstatus.clock import Clock
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ct.structures import POISON_OID, SignedCertificateTimestamp, sct_list_extension
@@ -150,6 +150,7 @@ class IssuingCa:
         clock: Clock,
         *,
         actor: str = "issuance",
+        lint_pool: LintPool | None = None,
     ) -> None:
         self._ledger = ledger
         self._issuer_id = issuer_id
@@ -158,12 +159,15 @@ class IssuingCa:
         self._ct = ct
         self._clock = clock
         self._actor = actor
+        self._lint_pool = lint_pool
         self._lint_signer = InProcessSigner(throwaway_key(signer.algorithm))
         self._issuer_der = settings.issuer_certificate.public_bytes(Encoding.DER)
 
     def close(self) -> None:
-        """Release the issuing key (a token session)."""
+        """Release the issuing key (a token session) and the lint workers."""
         self._signer.close()
+        if self._lint_pool is not None:
+            self._lint_pool.close()
 
     async def issue(self, request: IssuanceRequest) -> IssuanceResult:
         """The critical sequence; see the module docstring for the numbered steps."""
@@ -177,7 +181,7 @@ class IssuingCa:
         # Step 2: lint the exact TBS on the throwaway-key copy; an error means never signed.
         if self._settings.lint:
             try:
-                findings = lint_certificate(_der(linting_copy))[1]
+                findings = await self._lint(_der(linting_copy))
             except Exception as error:
                 raise await self._never_signed(serial, "lint", error) from error
             errors = [f for f in findings if f.is_error]
@@ -231,7 +235,7 @@ class IssuingCa:
 
             # Step 5: the final certificate: from the precertificate, corresponding byte for
             # byte, linted, signed, stored, `issued`.
-            certificate = self._final_certificate(precertificate, scts)
+            certificate = await self._final_certificate(precertificate, scts)
             await self._db(
                 self._ledger.mark_issued,
                 self._issuer_id,
@@ -292,7 +296,13 @@ class IssuingCa:
             hint="the random number generator is broken; stop issuing and investigate",
         )
 
-    def _final_certificate(
+    async def _lint(self, der: bytes) -> list[Finding]:
+        """pkilint's findings, in a worker process if the CA has a pool (off the event loop)."""
+        if self._lint_pool is None:
+            return lint_certificate(der)[1]
+        return (await self._lint_pool.lint(der))[1]
+
+    async def _final_certificate(
         self, precertificate: x509.Certificate, scts: Sequence[LoggedSct]
     ) -> x509.Certificate:
         """Poison out, SCT list in, every other extension in its place (RFC 6962 §3.1)."""
@@ -319,7 +329,7 @@ class IssuingCa:
                 state="abandoned",
             )
         if self._settings.lint:
-            errors = [f for f in lint_certificate(_der(linting_copy))[1] if f.is_error]
+            errors = [f for f in await self._lint(_der(linting_copy)) if f.is_error]
             if errors:
                 raise IssuanceError(
                     "the final certificate fails lint: " + "; ".join(map(str, errors)),

@@ -6,12 +6,20 @@ with a cached validator takes milliseconds, which makes linting every TBS before
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from pkilint import finding_filter, loader
 from pkilint.cabf import serverauth
+from pkilint.cabf.serverauth import serverauth_constants
 from pkilint.pkix import certificate as pkix_certificate
 from pkilint.validation import ValidationFindingSeverity
 
@@ -73,3 +81,61 @@ def lint_certificate(der: bytes) -> tuple[str, list[Finding]]:
         if description.finding.severity <= ValidationFindingSeverity.NOTICE
     ]
     return str(certificate_type.name), findings
+
+
+def _start_worker(parent: int) -> None:
+    """Exit with the CA (even after its kill -9), then build the subscriber validators."""
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="lint-parent-watch", daemon=True).start()
+    for name in ("DV_PRE_CERTIFICATE", "DV_FINAL_CERTIFICATE"):
+        _validator(serverauth_constants.CertificateType[name])
+
+
+class LintPool:
+    """pkilint in worker processes, so a busy CA lints on other cores than its event loop's.
+
+    Linting is pure CPU (pyasn1 and pkilint under the GIL): in the issuing process it holds the
+    event loop for milliseconds per certificate, and SCTs that have arrived wait behind it. A
+    worker that dies takes its lint with it (the caller sees the error and the serial is
+    settled by the usual paths); the next lint starts a fresh pool.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("a lint pool needs at least one worker")
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    async def lint(self, der: bytes) -> tuple[str, list[Finding]]:
+        """``lint_certificate(der)`` in a worker; BrokenProcessPool if a worker died."""
+        pool = self._executor()
+        try:
+            result: tuple[str, list[Finding]] = await asyncio.get_running_loop().run_in_executor(
+                pool, lint_certificate, der
+            )
+            return result
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -17,6 +17,7 @@ from ctstatus.ca.issuance import (
     IssuingCa,
     LoggedSct,
 )
+from ctstatus.ca.lint import LintPool
 from ctstatus.clock import Clock
 from ctstatus.ct.loglist import LogList, load_log_list
 from ctstatus.ct.policy import CtPolicy
@@ -110,10 +111,20 @@ def instance_log_list(instance: Instance) -> LogList:
 
 
 def open_issuing_ca(
-    instance: Instance, ledger: Ledger, http: httpx.AsyncClient, clock: Clock
+    instance: Instance,
+    ledger: Ledger,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    *,
+    lint_workers: int | None = None,
 ) -> IssuingCa:
-    """The issuing CA of ``instance``, ready to issue (opens its key: passphrase or PIN)."""
+    """The issuing CA of ``instance``, ready to issue (opens its key: passphrase or PIN).
+
+    ``lint_workers`` overrides ``[issuance] lint_workers`` (0: lint in this process, as a
+    one-shot ``ctstatus issue`` should: a worker would only add its start-up).
+    """
     config = instance.config
+    workers = config.issuance.lint_workers if lint_workers is None else lint_workers
     issuing = config.ca.issuing
     issuer = ledger.issuer_by_name(issuing.name)
     if issuer is None:
@@ -127,5 +138,11 @@ def open_issuing_ca(
         stagger=config.issuance.ct_stagger_seconds,
     )
     return IssuingCa(
-        ledger, issuer.id, instance.signer(issuing), issuance_settings(instance), submitter, clock
+        ledger,
+        issuer.id,
+        instance.signer(issuing),
+        issuance_settings(instance),
+        submitter,
+        clock,
+        lint_pool=LintPool(workers) if config.issuance.lint and workers > 0 else None,
     )

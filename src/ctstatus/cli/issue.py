@@ -136,7 +136,7 @@ async def _issue(instance: Instance, request: IssuanceRequest) -> IssuanceResult
     ledger = instance.open_ledger()
     try:
         async with httpx.AsyncClient() as http:
-            ca = open_issuing_ca(instance, ledger, http, system_clock)
+            ca = open_issuing_ca(instance, ledger, http, system_clock, lint_workers=0)
             try:
                 return await ca.issue(request)
             finally:
