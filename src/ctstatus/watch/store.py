@@ -590,6 +590,12 @@ class WatchStore:
             for r in reversed(rows)
         ]
 
+    def trim_checks(self, *, before: float) -> int:
+        """Drop the history of checks made before ``before`` (``history_days``); how many.
+        Only the history: each certificate's last check stays in ``watch_certs``."""
+        with self._write() as conn:
+            return int(conn.execute(sa.delete(checks).where(checks.c.checked_at < before)).rowcount)
+
     @staticmethod
     def _record(
         conn: Connection,
