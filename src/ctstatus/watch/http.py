@@ -83,7 +83,7 @@ async def fetch(
         except LeanHttpError as exc:
             return _failed(result, start, Code.HTTP_TRUNCATED, str(exc))
         except OSError as exc:
-            code, why = classify(exc)
+            code, why = classify_failure(exc)
             return _failed(result, start, code, why)
         result.status, result.headers, result.body = answer.status, answer.headers, answer.body
         result.elapsed = time.monotonic() - start
@@ -113,13 +113,13 @@ async def fetch(
         )
         return result
     except httpx.HTTPError as exc:
-        code, why = classify(exc)
+        code, why = classify_failure(exc)
         return _failed(result, start, code, why)
     result.elapsed = time.monotonic() - start
     return _judge(result, expect_type)
 
 
-def classify(exc: BaseException) -> tuple[Code, str]:
+def classify_failure(exc: BaseException) -> tuple[Code, str]:
     """The transport code of a failed exchange, and why, from the exception and its causes.
 
     httpx wraps the OS error twice (``httpx.ConnectError`` <- ``httpcore.ConnectError`` <-
