@@ -3,15 +3,23 @@ as the certificate's last-check update, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from ctstatus.clock import FrozenClock
+from ctstatus.ct.loglist import log_list_document
 from ctstatus.ct.merkle import CompactTree
+from ctstatus.watch.config import WatchConfig
 from ctstatus.watch.problems import Code, Finding
+from ctstatus.watch.runner import Watcher
 from ctstatus.watch.store import CheckDone, EntryRow, QueuedCert, WatchStore, certs
 
 ISSUER = "ab" * 32
@@ -85,3 +93,49 @@ def test_history_and_last_check_are_one_transaction(store: WatchStore) -> None:
         store.finish_checks([done(cert, 70.0, None, None)])
     assert last_check(store, "5e6f") == (10.0, "good")  # ...so the last-check update is too
     assert [c.checked_at for c in store.check_history("5e6f")] == [10.0]
+
+
+def test_trim_drops_only_checks_older_than_the_cutoff(store: WatchStore) -> None:
+    (cert,) = queue(store, "7a8b")
+    for at in (10.0, 70.0, 130.0):
+        store.finish_checks([done(cert, at, "good", None)])
+    assert store.trim_checks(before=70.0) == 1
+    assert [c.checked_at for c in store.check_history("7a8b")] == [70.0, 130.0]
+    assert last_check(store, "7a8b") == (130.0, "good")  # the latest check is not history
+    assert store.trim_checks(before=70.0) == 0
+
+
+def test_the_watcher_loop_trims_history_days(tmp_path: Path) -> None:
+    """Each pass trims checks older than ``history_days`` (at most once an hour); 0 keeps all."""
+    log_list = tmp_path / "log_list.json"
+    log_list.write_text(json.dumps(log_list_document([])))
+    clock = FrozenClock(datetime(2026, 11, 1, tzinfo=UTC))
+    now = clock().timestamp()
+    config = WatchConfig(
+        database=f"sqlite:///{tmp_path / 'w.db'}", log_list=str(log_list), history_days=30
+    )
+    watcher = Watcher(config, tmp_path, clock=clock, senders=[])
+    try:
+        (cert,) = queue(watcher.store, "9c0d")
+        days = (-40, -31, -29, -1)
+        for day in days:
+            watcher.store.finish_checks([done(cert, now + day * 86_400, "good", None)])
+        assert asyncio.run(watcher.run_once()).trimmed == 2
+        kept = [c.checked_at for c in watcher.store.check_history("9c0d")]
+        assert kept == [now - 29 * 86_400, now - 86_400]
+        late = now - 35 * 86_400  # a stale check written after that trim (a slow batch)
+        watcher.store.finish_checks([done(cert, late, "good", None)])
+        clock.advance(minutes=30)
+        assert asyncio.run(watcher.run_once()).trimmed == 0  # 30 min after the last trim
+        clock.advance(minutes=31)
+        assert asyncio.run(watcher.run_once()).trimmed == 1
+    finally:
+        watcher.close()
+    keep_all = config.model_copy(update={"history_days": 0})
+    watcher = Watcher(keep_all, tmp_path, clock=clock, senders=[])
+    try:
+        clock.advance(days=400)
+        assert asyncio.run(watcher.run_once()).trimmed == 0
+        assert len(watcher.store.check_history("9c0d")) == 2
+    finally:
+        watcher.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -204,6 +204,7 @@ class LogClient:
         retry: RetryPolicy | None = None,
         limits: Limits | None = None,
         clock_skew: float = 10.0,
+        throttle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.endpoint = log if isinstance(log, LogEndpoint) else LogEndpoint.from_log(log)
         self.http = http
@@ -213,6 +214,7 @@ class LogClient:
         self.retry = retry or RetryPolicy()
         self.limits = limits or Limits()
         self.clock_skew = clock_skew
+        self.throttle = throttle  # awaited before every attempt (a monitor's per-log rate limit)
         self._key: PublicKey | None = None
 
     @property
@@ -263,6 +265,8 @@ class LogClient:
         error: LogError = LogTimeout(0.0)
         timed_out_at = start
         while True:
+            if self.throttle is not None:  # outside the attempt's timeout, inside the deadline
+                await self.throttle()
             attempt_start = self.timer.now()
             remaining = end - attempt_start
             if remaining <= 0:

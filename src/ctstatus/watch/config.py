@@ -46,9 +46,12 @@ class WatchConfig(_Section):
     probe_seconds: Annotated[float, Field(ge=0, le=30 * 86_400)] = 3600
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     download_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    log_requests_per_second: Annotated[float, Field(gt=0, le=10_000)] = 20
+    log_rate_limits: dict[str, Annotated[float, Field(gt=0, le=10_000)]] = {}
     check_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
     resolve: dict[str, str] = {}
+    history_days: Annotated[float, Field(ge=0, le=36_500)] = 90
     alerts: AlertsConfig = AlertsConfig()
 
 

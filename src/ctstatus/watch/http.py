@@ -1,13 +1,18 @@
 """One bounded HTTP exchange with everything kept as evidence (status, headers, body, time).
 
 Transport trouble is a finding, not an exception: a relying party that cannot reach a
-responder has learnt something about the CA.
+responder has learnt something about the CA. Which trouble matters to whoever fixes it, so a
+name that does not resolve (``transport.dns``), a TLS handshake that fails (``transport.tls``)
+and a refused or broken connection (``transport.connect``) are told apart by the exception that
+caused them (``socket.gaierror``, ``ssl.SSLError``), in both HTTP paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +34,11 @@ class Fetched:
     body: bytes = b""
     elapsed: float = 0.0
     finding: Finding | None = None
+    error: str | None = None  # a failed connection: why, as the resolver / OS / TLS said it
+    error_code: Code | None = None  # and its transport code (kept when a CRL wraps it)
 
     def evidence(self, max_body: int = 4096) -> dict[str, Any]:
-        return {
+        evidence: dict[str, Any] = {
             "url": self.url,
             "method": self.method,
             "status": self.status,
@@ -40,6 +47,10 @@ class Fetched:
             "body_b64": base64.b64encode(self.body[:max_body]).decode(),
             "body_length": len(self.body),
         }
+        if self.error is not None:
+            evidence["error"] = self.error
+            evidence["error_code"] = None if self.error_code is None else self.error_code.value
+        return evidence
 
 
 async def fetch(
@@ -72,7 +83,8 @@ async def fetch(
         except LeanHttpError as exc:
             return _failed(result, start, Code.HTTP_TRUNCATED, str(exc))
         except OSError as exc:
-            return _failed(result, start, Code.HTTP_CONNECT, f"{type(exc).__name__}: {exc}")
+            code, why = classify_failure(exc)
+            return _failed(result, start, code, why)
         result.status, result.headers, result.body = answer.status, answer.headers, answer.body
         result.elapsed = time.monotonic() - start
         return _judge(result, expect_type)
@@ -101,17 +113,41 @@ async def fetch(
         )
         return result
     except httpx.HTTPError as exc:
-        result.elapsed = time.monotonic() - start
-        result.finding = Finding(
-            Code.HTTP_CONNECT, f"{method} {url}: {type(exc).__name__}: {exc}", result.evidence()
-        )
-        return result
+        code, why = classify_failure(exc)
+        return _failed(result, start, code, why)
     result.elapsed = time.monotonic() - start
     return _judge(result, expect_type)
 
 
+def classify_failure(exc: BaseException) -> tuple[Code, str]:
+    """The transport code of a failed exchange, and why, from the exception and its causes.
+
+    httpx wraps the OS error twice (``httpx.ConnectError`` <- ``httpcore.ConnectError`` <-
+    ``socket.gaierror`` / ``ssl.SSLError``), and a TLS peer that hangs up mid-handshake shows
+    as ``anyio.EndOfStream`` <- ``ssl.SSLEOFError``; so the whole chain is searched."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 16 and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in chain:
+        if isinstance(error, socket.gaierror):
+            return Code.HTTP_DNS, f"DNS: {_describe(error)}"
+    for error in chain:
+        if isinstance(error, ssl.SSLError):
+            return Code.HTTP_TLS, f"TLS handshake: {_describe(error)}"
+    return Code.HTTP_CONNECT, _describe(next((e for e in reversed(chain) if str(e)), exc))
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def _failed(result: Fetched, start: float, code: Code, why: str) -> Fetched:
     result.elapsed = time.monotonic() - start
+    if code in (Code.HTTP_DNS, Code.HTTP_TLS, Code.HTTP_CONNECT):
+        result.error, result.error_code = why, code
     result.finding = Finding(code, f"{result.method} {result.url}: {why}", result.evidence())
     return result
 

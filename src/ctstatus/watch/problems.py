@@ -29,6 +29,8 @@ class Code(enum.StrEnum):
     HTTP_EMPTY = "transport.empty_body"
     HTTP_TRUNCATED = "transport.truncated"
     HTTP_TOO_LARGE = "transport.too_large"
+    HTTP_DNS = "transport.dns"  # the host name does not resolve
+    HTTP_TLS = "transport.tls"  # handshake failed: untrusted certificate, closed, wrong protocol
     OCSP_GET_UNSUPPORTED = "ocsp.get_unsupported"
     # OCSP envelope
     OCSP_MALFORMED = "ocsp.malformed"

@@ -1,5 +1,7 @@
 """One watcher pass (``watch --once``) and the daemon loop: follow every log, run due checks,
-deliver alerts. Logs are polled concurrently; each log is its own ordered stream.
+deliver alerts, trim the check history. Logs are polled concurrently; each log is its own
+ordered stream, its requests held under its rate limit by a token bucket that lasts as long as
+the watcher (so the daemon's passes share it).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from cryptography import x509
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
-from ctstatus.ct.loglist import LogList, load_log_list, parse_log_list
-from ctstatus.ct.transport import RetryPolicy
+from ctstatus.ct.loglist import Log, LogList, load_log_list, parse_log_list
+from ctstatus.ct.transport import LoopTimer, RetryPolicy, Timer
+from ctstatus.errors import ConfigError
 from ctstatus.watch.alerts import (
     Sender,
     deliver,
@@ -29,7 +32,11 @@ from ctstatus.watch.entries import ALL, issuer_key_of
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.lean import LeanHttp
+from ctstatus.watch.ratelimit import TokenBucket
 from ctstatus.watch.store import WatchStore
+
+DAY = 86_400.0
+TRIM_EVERY = 3600.0  # seconds between trims of the check history (a full scan of it)
 
 
 @dataclass
@@ -38,6 +45,7 @@ class PassResult:
     checks: CheckResult = field(default_factory=CheckResult)
     new_problems: int = 0
     alerts: int = 0
+    trimmed: int = 0  # history rows dropped (history_days)
 
 
 def read_log_list(source: str, base: Path) -> LogList:
@@ -71,10 +79,15 @@ class Watcher:
         base: Path,
         *,
         clock: Clock = system_clock,
+        timer: Timer | None = None,
         senders: list[Sender] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.timer = timer or LoopTimer()
+        self._trimmed_at: float | None = None
+        log_list = read_log_list(config.log_list, base)
+        rates = log_rates(config, log_list)  # a config error before anything is opened
         self.store = WatchStore.open(_database_url(config.database, base))
         watched_certs = (
             {} if isinstance(config.issuers, str) else _issuer_keys(config.issuers, base)
@@ -85,7 +98,6 @@ class Watcher:
         self.watched: set[str] | str = (
             ALL if config.issuers == ALL else set(watched_certs) | set(own)
         )
-        log_list = read_log_list(config.log_list, base)
         settings = FollowSettings(
             batch_size=config.batch_size,
             concurrency=config.download_concurrency,
@@ -98,11 +110,14 @@ class Watcher:
         self._limits = Limits(entries_per_request=config.batch_size)
         self._follow_settings = settings
         self.logs = []
+        self.buckets: dict[str, TokenBucket] = {}  # by log URL: one per log, for every pass
         for log in log_list.logs:
             if config.logs and not {log.description, log.url, log.log_id_b64} & set(config.logs):
                 continue
             _loopback_or_https(log.url or log.submission_url or "")
-            self.logs.append(LogEndpoint.from_log(log))
+            endpoint = LogEndpoint.from_log(log)
+            self.logs.append(endpoint)
+            self.buckets[endpoint.url] = TokenBucket(rates[log.log_id_b64], timer=self.timer)
         self.checker = Checker(
             self.store,
             None,
@@ -137,7 +152,13 @@ class Watcher:
             followers = [
                 LogFollower(
                     LogClient(
-                        endpoint, http, clock=self.clock, retry=self._retry, limits=self._limits
+                        endpoint,
+                        http,
+                        clock=self.clock,
+                        timer=self.timer,
+                        retry=self._retry,
+                        limits=self._limits,
+                        throttle=self.buckets[endpoint.url].acquire,
                     ),
                     self.store,
                     self.watched,
@@ -156,7 +177,18 @@ class Watcher:
         after = {p.id for p in self.store.problems(open_only=True)}
         result.new_problems = len(after - before)
         result.alerts = deliver(self.store, self.senders)
+        result.trimmed = self.trim_history()
         return result
+
+    def trim_history(self) -> int:
+        """Drop checks older than ``history_days`` (0: keep all), at most once per
+        :data:`TRIM_EVERY`; how many were dropped."""
+        days = self.config.history_days
+        now = self.clock().timestamp()
+        if days <= 0 or (self._trimmed_at is not None and now - self._trimmed_at < TRIM_EVERY):
+            return 0
+        self._trimmed_at = now
+        return self.store.trim_checks(before=now - days * DAY)
 
     async def run_forever(self) -> None:
         while True:
@@ -165,6 +197,31 @@ class Watcher:
 
     def close(self) -> None:
         self.store.close()
+
+
+def log_rates(config: WatchConfig, log_list: LogList) -> dict[str, float]:
+    """Requests per second for each log of the list (by base64 log ID): the default, or the
+    lowest override naming it by description, URL or log ID. An override that names no log of
+    the list is a config error (a typo would otherwise go unnoticed)."""
+    overrides: dict[str, list[float]] = {}
+    for key, rate in config.log_rate_limits.items():
+        named = [log for log in log_list.logs if key.rstrip("/") in _names(log)]
+        if not named:
+            raise ConfigError(
+                f"log_rate_limits names {key!r}, which is no log of the log list",
+                "use a log's description, URL or base64 log ID",
+            )
+        for log in named:
+            overrides.setdefault(log.log_id_b64, []).append(rate)
+    return {
+        log.log_id_b64: min(overrides.get(log.log_id_b64, [config.log_requests_per_second]))
+        for log in log_list.logs
+    }
+
+
+def _names(log: Log) -> set[str]:
+    urls = (log.url, log.submission_url, log.monitoring_url)
+    return {log.description, log.log_id_b64} | {u.rstrip("/") for u in urls if u}
 
 
 def _database_url(url: str, base: Path) -> str:

@@ -1,8 +1,10 @@
 """The watcher's own database: log cursors, the entry index, the check queue and problems.
 
 SQLite by default, PostgreSQL for scale (the ledger's engine settings are reused: WAL,
-``synchronous=FULL``, ``BEGIN IMMEDIATE``). The one rule that makes kill -9 harmless: a batch of
-entries and the log cursor that covers them are written in ONE transaction
+``synchronous=FULL``, ``BEGIN IMMEDIATE``); the schema is versioned by alembic
+(:mod:`ctstatus.watch.migrate`, its own version table) and brought to head on open. The one
+rule that makes kill -9 harmless: a batch of entries and the log cursor that covers them are
+written in ONE transaction
 (:meth:`WatchStore.commit_batch`), so a restart resumes exactly after the last committed entry
 -- no gap, no duplicate (the unique ``(log_id, idx)`` key would refuse one anyway).
 
@@ -23,7 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from ctstatus.ct.merkle import CompactTree
-from ctstatus.ledger.engine import READ_ONLY, create_ledger_engine
+from ctstatus.ledger.engine import READ_ONLY
+from ctstatus.watch.migrate import create_watch_engine, migrate
 from ctstatus.watch.problems import Finding
 
 metadata = sa.MetaData()
@@ -237,11 +240,16 @@ class WatchStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        migrate(engine)
 
     @classmethod
     def open(cls, url: str) -> WatchStore:
-        return cls(create_ledger_engine(url))
+        engine = create_watch_engine(url)
+        try:
+            return cls(engine)
+        except BaseException:
+            engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -581,6 +589,12 @@ class WatchStore:
             )
             for r in reversed(rows)
         ]
+
+    def trim_checks(self, *, before: float) -> int:
+        """Drop the history of checks made before ``before`` (``history_days``); how many.
+        Only the history: each certificate's last check stays in ``watch_certs``."""
+        with self._write() as conn:
+            return int(conn.execute(sa.delete(checks).where(checks.c.checked_at < before)).rowcount)
 
     @staticmethod
     def _record(
