@@ -47,7 +47,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 from ctstatus.ca import bootstrap, profiles
@@ -55,6 +54,7 @@ from ctstatus.ca.issuance import IssuanceRequest, IssuanceResult
 from ctstatus.ca.service import open_issuing_ca
 from ctstatus.clock import system_clock
 from ctstatus.config import new_instance_config
+from ctstatus.ct.transport import new_http_session
 from ctstatus.ctlog.setup import init_log_server
 from ctstatus.instance import Instance
 from ctstatus.keys import KeyAlgorithm
@@ -244,7 +244,7 @@ async def issue_many(
     results: list[IssuanceResult] = []
     failures = 0
     try:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             ca = open_issuing_ca(instance, ledger, http, system_clock)
             for request in requests[:warm_up]:  # pkilint validators, connections, caches
                 await ca.issue(request)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from tests.ct.data import fakelog
 
@@ -16,6 +15,7 @@ from ctstatus.clock import FrozenClock
 from ctstatus.ct import FailureReason, LogEntryType
 from ctstatus.ct.client import LogClient, LogEndpoint, submission_body
 from ctstatus.ct.transport import (
+    HttpSession,
     InvalidEntries,
     InvalidProof,
     InvalidSct,
@@ -30,6 +30,7 @@ from ctstatus.ct.transport import (
     LoopTimer,
     NoLogKey,
     RetryPolicy,
+    new_http_session,
 )
 
 pytestmark = pytest.mark.anyio
@@ -47,8 +48,8 @@ def server() -> Iterator[Any]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
+async def http() -> AsyncIterator[HttpSession]:
+    async with new_http_session() as client:
         yield client
 
 
@@ -71,7 +72,7 @@ class FakeTimer:
 FAST = RetryPolicy(attempt_timeout=2.0, deadline=30.0, max_attempts=4, initial_backoff=1.0)
 
 
-def client_for(log: Any, http: httpx.AsyncClient, **options: Any) -> LogClient:
+def client_for(log: Any, http: HttpSession, **options: Any) -> LogClient:
     options.setdefault("timer", FakeTimer())
     options.setdefault("retry", FAST)
     endpoint = LogEndpoint.from_url(log.url, log.key_der, name=log.description)

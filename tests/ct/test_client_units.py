@@ -12,11 +12,11 @@ import gzip
 import hashlib
 import json
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import cryptography_vectors
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +32,7 @@ from ctstatus.ct.transport import (
     LogMalformedResponse,
     error_excerpt,
     format_seconds,
+    new_http_session,
     parse_retry_after,
 )
 
@@ -131,20 +132,41 @@ with cryptography_vectors.open_vector_file("x509/letsencryptx3.pem", "rb") as _p
     CERT = x509.load_pem_x509_certificate(_pem.read()).public_bytes(Encoding.DER)
 
 
-def _mock_client(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Any:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, stream=httpx.ByteStream(body), headers=headers or {})
+@contextlib.asynccontextmanager
+async def _mock_client(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> AsyncIterator[LogClient]:
+    """A client whose log is a loopback server answering every request with ``body``."""
+    head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in (headers or {}).items()
+    )
+    answer = head.encode() + b"\r\n" + body
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                for line in request.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        await reader.readexactly(int(line.split(b":")[1]))
+                writer.write(answer)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     retry = RetryPolicy(attempt_timeout=1, deadline=1, max_attempts=1)
-    endpoint = LogEndpoint.from_url("http://127.0.0.1:9/log", KEY, name="X")
-    return http, LogClient(endpoint, http, retry=retry)
+    endpoint = LogEndpoint.from_url(f"http://127.0.0.1:{port}/log", KEY, name="X")
+    try:
+        async with new_http_session() as http:
+            yield LogClient(endpoint, http, retry=retry)
+    finally:
+        server.close()
 
 
 def _run_readers(body: bytes) -> None:
     async def main() -> None:
-        http, client = _mock_client(body)
-        async with http:
+        async with _mock_client(body) as client:
             for call in (
                 lambda: client.add_chain([CERT]),
                 client.get_sth_unverified,
@@ -191,8 +213,7 @@ def test_deep_json_and_bad_gzip_are_malformed() -> None:
             (gzip.compress(b"{}")[:-3], {"content-encoding": "gzip"}),
             (b"{}", {"content-encoding": "br"}),
         ):
-            http, client = _mock_client(body, headers=headers)
-            async with http:
+            async with _mock_client(body, headers=headers) as client:
                 with pytest.raises(LogMalformedResponse):
                     await client.get_sth_unverified()
 
@@ -203,8 +224,7 @@ def test_gzip_bomb_is_cut_off() -> None:
     bomb = gzip.compress(b" " * (8 * 1024 * 1024))
 
     async def main() -> None:
-        http, client = _mock_client(bomb, headers={"content-encoding": "gzip"})
-        async with http:
+        async with _mock_client(bomb, headers={"content-encoding": "gzip"}) as client:
             with pytest.raises(LogMalformedResponse, match="exceeds"):
                 await client.get_sth_unverified()
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,7 +23,13 @@ from ctstatus.ct.submit import (
     order_candidates,
     submit_with_policy,
 )
-from ctstatus.ct.transport import InvalidSct, LogRejected, RetryPolicy
+from ctstatus.ct.transport import (
+    HttpSession,
+    InvalidSct,
+    LogRejected,
+    RetryPolicy,
+    new_http_session,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -50,8 +55,8 @@ def chain() -> list[bytes]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
+async def http() -> AsyncIterator[HttpSession]:
+    async with new_http_session() as client:
         yield client
 
 

@@ -46,6 +46,7 @@ from ctstatus.ct.loglist import LogList, load_log_list
 from ctstatus.ct.policy import CtPolicy
 from ctstatus.ct.reader import LogEntry
 from ctstatus.ct.structures import LogEntryType
+from ctstatus.ct.transport import HttpSession, new_http_session
 from ctstatus.ctlog.config import load_log_server_config
 from ctstatus.ctlog.server import PreparedServer
 from ctstatus.ctlog.setup import init_log_server
@@ -217,7 +218,7 @@ class Stack:
 
         async def read() -> dict[str, list[LogEntry]]:
             found: dict[str, list[LogEntry]] = {}
-            async with httpx.AsyncClient(timeout=10) as http:
+            async with new_http_session() as http:
                 for log in log_list.logs:
                     client = LogClient(log, http)
                     sth = await client.get_sth()
@@ -261,7 +262,7 @@ class Stack:
     def issuing_ca(
         self,
         ledger: Ledger,
-        http: httpx.AsyncClient,
+        http: HttpSession,
         *,
         signer: Signer | None = None,
         only_logs: Sequence[str] | None = None,
@@ -303,7 +304,7 @@ class Stack:
             request = request_for(request)
 
         async def run() -> IssuanceResult:
-            async with httpx.AsyncClient() as http:
+            async with new_http_session() as http:
                 return await self.issuing_ca(ledger, http, **options).issue(request)
 
         return asyncio.run(run())

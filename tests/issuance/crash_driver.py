@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import event
@@ -41,6 +40,7 @@ from ctstatus.clock import system_clock
 from ctstatus.ct import client as ct_client
 from ctstatus.ct.sct import issuer_key_hash, sign_sct, tbs_for_ct
 from ctstatus.ct.structures import LogEntryType, sct_list_extension
+from ctstatus.ct.transport import new_http_session
 from ctstatus.instance import Instance
 from ctstatus.keys import InProcessSigner, KeyAlgorithm
 from ctstatus.keys.assemble import sign_certificate
@@ -180,7 +180,7 @@ def child(plan: dict[str, Any], point: str) -> NoReturn:
     arm(point, ledger, work / f"{label(point)}.serial")
 
     async def run() -> None:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             # lint in process: the kill points wrap issuance.lint_certificate, and the
             # child must not spend its life spawning a lint worker (test_lint_pool kills one)
             ca = open_issuing_ca(instance, ledger, http, system_clock, lint_workers=0)

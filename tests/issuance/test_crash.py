@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 
 from ctstatus.ca.issuance import IssuanceResult
 from ctstatus.ca.recover import Recovered, recover
 from ctstatus.clock import system_clock
+from ctstatus.ct.transport import new_http_session
 from ctstatus.ledger import Ledger, SerialState
 from ctstatus.status.answer import Verdict, verdict
 
@@ -229,7 +229,7 @@ def recover_beside_a_live_issuance(stack: Stack, ledger: Ledger) -> tuple[int, l
         thread.start()
 
     async def live() -> IssuanceResult:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             ca = stack.issuing_ca(ledger, http, deadline=20)  # slow logs, busy machine
             return await ca.issue(request_for([unique_name("live")]))
 

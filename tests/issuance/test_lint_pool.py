@@ -14,12 +14,12 @@ import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ca.issuance import IssuanceError, IssuanceResult
 from ctstatus.ca.lint import LintPool, lint_certificate
+from ctstatus.ct.transport import new_http_session
 from ctstatus.ledger import Ledger, SerialState
 from ctstatus.status.answer import Verdict, verdict
 
@@ -77,7 +77,7 @@ def _kill_a_worker(pool: LintPool) -> None:
 
 def _issue(stack: Stack, ledger: Ledger, pool: LintPool, label: str) -> IssuanceResult:
     async def run() -> IssuanceResult:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             ca = stack.issuing_ca(ledger, http, lint_pool=pool)
             return await ca.issue(request_for([unique_name(label)]))
 

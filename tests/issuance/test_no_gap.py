@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 
 from ctstatus.ca.issuance import IssuanceError, IssuanceResult
+from ctstatus.ct.transport import new_http_session
 from ctstatus.ledger import Ledger, SerialState
 from ctstatus.status.answer import Verdict, verdict
 
@@ -130,7 +130,7 @@ def test_no_moment_without_status_while_issuance_runs_against_slow_logs(
     thread = threading.Thread(target=poller.run, name="ledger-poller")
 
     async def issue_all() -> list[IssuanceResult | BaseException]:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             ca = stack.issuing_ca(ledger, http, deadline=20)  # slow logs, maybe a busy machine
             return await asyncio.gather(
                 *(ca.issue(request_for([unique_name(scenario)])) for _ in range(CONCURRENT)),

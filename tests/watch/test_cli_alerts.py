@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ctstatus.ct.client import LogClient, LogEndpoint
 from ctstatus.ct.loglist import load_log_list
+from ctstatus.ct.transport import new_http_session
 from ctstatus.watch.alerts import deliver, webhook_sender
 from ctstatus.watch.follower import LogFollower
 from ctstatus.watch.problems import Code, Finding
@@ -142,7 +142,7 @@ def test_store_on_postgresql(database_factory: Any, logs: Logs) -> None:
         store = WatchStore.open(url)
 
         async def poll() -> int:
-            async with httpx.AsyncClient() as http:
+            async with new_http_session() as http:
                 follower = LogFollower(LogClient(endpoint, http), store, "all")
                 return (await follower.poll()).verified_size
 

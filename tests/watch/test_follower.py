@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
 from ctstatus.ct.loglist import load_log_list
+from ctstatus.ct.transport import new_http_session
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.store import WatchStore
 
@@ -45,7 +45,7 @@ def poll(logs: Logs, store: WatchStore, batch: int = 7) -> FollowResult:
     endpoint = LogEndpoint.from_log(load_log_list(logs.log_list).logs[0])
 
     async def run() -> FollowResult:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             client = LogClient(endpoint, http, limits=Limits(entries_per_request=batch))
             follower = LogFollower(client, store, "all", FollowSettings(batch_size=batch))
             return await follower.poll()
@@ -171,7 +171,7 @@ def test_follows_a_static_ct_api_log_by_tiles(tmp_path: Path, logs: Logs, ca: Wa
     store = WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def run() -> FollowResult:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             follower = LogFollower(LogClient(endpoint, http), store, "all")
             assert follower.tiled
             return await follower.poll()

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.ct.data import fakelog
 
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
 from ctstatus.ct.loglist import log_list_document
-from ctstatus.ct.transport import RetryPolicy
+from ctstatus.ct.transport import RetryPolicy, new_http_session
 from ctstatus.errors import ConfigError
 from ctstatus.watch.config import WatchConfig
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
@@ -116,7 +115,7 @@ def follow(
     concurrency: int = 1,
 ) -> FollowResult:
     async def run() -> FollowResult:
-        async with httpx.AsyncClient(trust_env=False) as http:
+        async with new_http_session() as http:
             client = LogClient(
                 LogEndpoint.from_log(log.as_log("test operator")),
                 http,

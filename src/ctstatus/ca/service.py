@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import httpx
-
 from ctstatus.ca.issuance import (
     AbandonPolicy,
     IssuanceSettings,
@@ -22,6 +20,7 @@ from ctstatus.clock import Clock
 from ctstatus.ct.loglist import LogList, load_log_list
 from ctstatus.ct.policy import CtPolicy
 from ctstatus.ct.submit import submit_with_policy
+from ctstatus.ct.transport import HttpSession
 from ctstatus.errors import ConfigError
 from ctstatus.instance import Instance
 from ctstatus.ledger import Ledger, RevocationReason
@@ -42,7 +41,7 @@ class PolicySubmitter:
         self,
         log_list: LogList,
         policy: CtPolicy,
-        http: httpx.AsyncClient,
+        http: HttpSession,
         clock: Clock,
         *,
         deadline: float,
@@ -113,7 +112,7 @@ def instance_log_list(instance: Instance) -> LogList:
 def open_issuing_ca(
     instance: Instance,
     ledger: Ledger,
-    http: httpx.AsyncClient,
+    http: HttpSession,
     clock: Clock,
     *,
     lint_workers: int | None = None,

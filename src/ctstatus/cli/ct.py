@@ -1,6 +1,6 @@
 """``ctstatus ct …``: check the SCTs of a certificate, read CT logs (RFC 6962 and static).
 
-Heavy imports (cryptography, httpx, the ct library) happen inside the commands so that
+Heavy imports (cryptography, aiohttp, the ct library) happen inside the commands so that
 ``ctstatus --help`` stays fast. Every network or input problem is one :class:`UserError` line.
 """
 
@@ -16,8 +16,6 @@ import typer
 from ctstatus.errors import UserError
 
 if TYPE_CHECKING:
-    import httpx
-
     from ctstatus.ct.client import LogClient, LogEndpoint
     from ctstatus.ct.inspect import EmbeddedSctReport
 
@@ -85,8 +83,8 @@ def _public_key_der(path: Path) -> bytes:
 
 def _endpoint(
     url: str, log_list: Path | None, key: Path | None, origin: str | None = None
-) -> tuple[LogClient, bool]:
-    """A client for ``url``; the bool says whether a key is known (so answers are verified)."""
+) -> tuple[LogEndpoint, bool]:
+    """The log at ``url``; the bool says whether a key is known (so answers are verified)."""
     from dataclasses import replace
 
     from ctstatus.ct.client import LogEndpoint
@@ -121,31 +119,20 @@ def _endpoint(
         endpoint = LogEndpoint.from_url(wanted, _public_key_der(key))
     if origin is not None:
         endpoint = replace(endpoint, checkpoint_origin=origin)
-    return _client(endpoint), endpoint.key_der is not None
+    return endpoint, endpoint.key_der is not None
 
 
-def _client(endpoint: LogEndpoint) -> LogClient:
-    import httpx
-
-    from ctstatus import __version__
-    from ctstatus.ct.client import LogClient
-    from ctstatus.ct.transport import RetryPolicy
-
-    http = httpx.AsyncClient(headers={"User-Agent": f"ctstatus/{__version__}"})
-    retry = RetryPolicy(attempt_timeout=10, deadline=30, max_attempts=3)
-    return LogClient(endpoint, http, retry=retry)
-
-
-def _run(client: LogClient, work: Callable[[LogClient], Awaitable[T]]) -> T:
-    """Run ``work`` and turn every log failure into one clear line."""
+def _run(endpoint: LogEndpoint, work: Callable[[LogClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a client for ``endpoint``; every log failure becomes one clear line."""
     import asyncio
 
-    from ctstatus.ct.transport import LogError
+    from ctstatus.ct.client import LogClient
+    from ctstatus.ct.transport import LogError, RetryPolicy, new_http_session
 
     async def main() -> T:
-        http: httpx.AsyncClient = client.http
-        async with http:
-            return await work(client)
+        async with new_http_session() as http:
+            retry = RetryPolicy(attempt_timeout=10, deadline=30, max_attempts=3)
+            return await work(LogClient(endpoint, http, retry=retry))
 
     try:
         return asyncio.run(main())
@@ -248,23 +235,23 @@ def get_sth(
     from ctstatus.ct.b64 import b64encode
     from ctstatus.ct.inspect import iso_ms
 
-    client, verifiable = _endpoint(url, log_list, key)
-    sth = _run(client, lambda c: c.get_sth() if verifiable else c.get_sth_unverified())
+    endpoint, verifiable = _endpoint(url, log_list, key)
+    sth = _run(endpoint, lambda c: c.get_sth() if verifiable else c.get_sth_unverified())
     from datetime import UTC, datetime
 
     when = iso_ms(datetime.fromtimestamp(sth.timestamp / 1000, UTC))
     status = (
-        f"verified with the key of log {b64encode(client.endpoint.log_id or b'')}"
+        f"verified with the key of log {b64encode(endpoint.log_id or b'')}"
         if verifiable
         else "UNVERIFIED (no key: pass --log-list or --key)"
     )
     if as_json:
-        document = {**sth.to_json(), "log": client.name, "verified": verifiable}
+        document = {**sth.to_json(), "log": endpoint.name, "verified": verifiable}
         typer.echo(json.dumps(document, indent=2))
         return
     from ctstatus.cli.common import console
 
-    console.print(f"log:        {client.name}")
+    console.print(f"log:        {endpoint.name}")
     console.print(f"tree size:  {sth.tree_size}")
     console.print(f"timestamp:  {when}")
     console.print(f"root hash:  {b64encode(sth.root_hash)}")
@@ -293,7 +280,7 @@ def entries(
         raise UserError(f"END ({end}) is before START ({start})")
     if end - start + 1 > MAX_ENTRIES:
         raise UserError(f"at most {MAX_ENTRIES} entries at a time", "narrow START..END")
-    client, verifiable = _endpoint(url, log_list, key)
+    endpoint, verifiable = _endpoint(url, log_list, key)
     if verify and not verifiable:
         raise UserError("--verify needs the log's key", "pass --log-list or --key")
 
@@ -305,7 +292,7 @@ def entries(
                 await c.verify_entry(entry, sth)
         return found
 
-    found = _run(client, fetch)
+    found = _run(endpoint, fetch)
     rows = []
     for entry in found:
         kind = (
@@ -321,9 +308,11 @@ def entries(
             }
         )
     if as_json:
-        typer.echo(json.dumps({"log": client.name, "verified": verify, "entries": rows}, indent=2))
+        typer.echo(
+            json.dumps({"log": endpoint.name, "verified": verify, "entries": rows}, indent=2)
+        )
         return
-    _print_entries(client.name, rows, verify)
+    _print_entries(endpoint.name, rows, verify)
 
 
 def _print_entries(name: str, rows: list[dict[str, object]], verified: bool) -> None:
@@ -369,14 +358,14 @@ def checkpoint(
     from ctstatus.ct.b64 import b64encode
     from ctstatus.ct.inspect import iso_ms
 
-    client, verifiable = _endpoint(url, log_list, key, origin)
+    endpoint, verifiable = _endpoint(url, log_list, key, origin)
     if not verifiable:
         raise UserError(
             "a checkpoint can only be checked with the log's key", "pass --log-list or --key"
         )
-    note, sth = _run(client, lambda c: c.get_checkpoint())
+    note, sth = _run(endpoint, lambda c: c.get_checkpoint())
     if as_json:
-        document = {**sth.to_json(), "origin": note.origin, "log": client.name, "verified": True}
+        document = {**sth.to_json(), "origin": note.origin, "log": endpoint.name, "verified": True}
         typer.echo(json.dumps(document, indent=2))
         return
     from ctstatus.cli.common import console

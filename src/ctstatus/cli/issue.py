@@ -128,14 +128,13 @@ def issue_command(
 
 
 async def _issue(instance: Instance, request: IssuanceRequest) -> IssuanceResult:
-    import httpx
-
     from ctstatus.ca.service import open_issuing_ca
     from ctstatus.clock import system_clock
+    from ctstatus.ct.transport import new_http_session
 
     ledger = instance.open_ledger()
     try:
-        async with httpx.AsyncClient() as http:
+        async with new_http_session() as http:
             ca = open_issuing_ca(instance, ledger, http, system_clock, lint_workers=0)
             try:
                 return await ca.issue(request)

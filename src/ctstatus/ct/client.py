@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from ctstatus.clock import Clock, system_clock
@@ -59,6 +58,7 @@ from ctstatus.ct.tiles import (
 from ctstatus.ct.transport import (
     KIB,
     MIB,
+    HttpSession,
     InvalidEntries,
     InvalidProof,
     InvalidSct,
@@ -191,12 +191,12 @@ class CallStats:
 
 
 class LogClient:
-    """One log, one shared ``httpx.AsyncClient``; see the module docstring for the rules."""
+    """One log over a shared HTTP session (``new_http_session``); see the module docstring."""
 
     def __init__(
         self,
         log: Log | LogEndpoint,
-        http: httpx.AsyncClient,
+        http: HttpSession,
         *,
         clock: Clock = system_clock,
         timer: Timer | None = None,

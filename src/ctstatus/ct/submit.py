@@ -21,13 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
-
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import CallStats, LogClient, ReceivedSct, signed_entry_for
 from ctstatus.ct.loglist import Log, LogList, LogState
 from ctstatus.ct.policy import CtPolicy, LoggedSct, PolicyVerdict, evaluate, required_scts
 from ctstatus.ct.transport import (
+    HttpSession,
     LogError,
     LogTimeout,
     LoopTimer,
@@ -143,7 +142,7 @@ async def submit_with_policy(
     *,
     not_before: datetime,
     not_after: datetime,
-    http: httpx.AsyncClient,
+    http: HttpSession,
     deadline: float = 30.0,
     stagger: float = 1.0,
     retry: RetryPolicy | None = None,

@@ -95,6 +95,7 @@ async def run_stack(
     from ctstatus.api.service import IssuanceBackend
     from ctstatus.ca.service import open_issuing_ca
     from ctstatus.clock import system_clock
+    from ctstatus.ct.transport import new_http_session
     from ctstatus.ctlog.config import load_log_server_config
     from ctstatus.ctlog.server import PreparedServer, write_atomically
     from ctstatus.instance import Instance
@@ -136,8 +137,9 @@ async def run_stack(
         # 3. The issuing CA, the API and the dashboard.
         ledger = instance.open_ledger()
         cleanups.append(ledger.close)
-        http = httpx.AsyncClient()
-        ca = open_issuing_ca(instance, ledger, http, system_clock)
+        http = httpx.AsyncClient()  # the dashboard's OCSP probe
+        log_http = new_http_session()  # the CA's CT submissions
+        ca = open_issuing_ca(instance, ledger, log_http, system_clock)
         cleanups.append(ca.close)
         issuing = instance.config.ca.issuing
         issuer = ledger.issuer_by_name(issuing.name)
@@ -225,6 +227,7 @@ async def run_stack(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await http.aclose()
+        await log_http.close()
     finally:
         for server, _task in reversed(tasks):
             if server is not None:

@@ -17,7 +17,7 @@ from cryptography import x509
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
 from ctstatus.ct.loglist import Log, LogList, load_log_list, parse_log_list
-from ctstatus.ct.transport import LoopTimer, RetryPolicy, Timer
+from ctstatus.ct.transport import LoopTimer, RetryPolicy, Timer, new_http_session
 from ctstatus.errors import ConfigError
 from ctstatus.watch.alerts import (
     Sender,
@@ -148,12 +148,15 @@ class Watcher:
         transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits)
         if self.config.resolve:
             transport = ResolvingTransport(dict(self.config.resolve), transport)
-        async with httpx.AsyncClient(transport=transport) as http:
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            new_http_session(resolve=dict(self.config.resolve)) as log_http,
+        ):
             followers = [
                 LogFollower(
                     LogClient(
                         endpoint,
-                        http,
+                        log_http,
                         clock=self.clock,
                         timer=self.timer,
                         retry=self._retry,
