@@ -87,6 +87,7 @@ class WatchCa:
     issuing: x509.Certificate
     base: str = ""
     revoked_in_crl: set[int] = field(default_factory=set)
+    sha256_fixed: bool = False  # "nosha256" and "sha1id" answer SHA-256 CertIDs correctly
     leaf_key: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
@@ -169,6 +170,13 @@ class WatchCa:
             algorithm = hashes.SHA256()
             name_hash = _digest("sha256", self.issuing.subject.public_bytes())
             key_hash = _digest("sha256", _raw_key(self.issuing))
+        sha256_asked = isinstance(algorithm, hashes.SHA256) and not self.sha256_fixed
+        if mode == "sha1id" and sha256_asked:  # the reverse: a SHA-1 CertID whatever was asked
+            algorithm = hashes.SHA1()  # noqa: S303
+            name_hash = _digest("sha1", self.issuing.subject.public_bytes())
+            key_hash = _digest("sha1", _raw_key(self.issuing))
+        if mode == "nosha256" and sha256_asked:  # knows its serials by SHA-1 CertID only
+            status = ocsp.OCSPCertStatus.UNKNOWN
         builder = (
             ocsp.OCSPResponseBuilder()
             .add_response_by_hash(

@@ -1,18 +1,20 @@
 """Check a (pre)certificate's status the way a browser or OCSP Watch would.
 
 OCSP: GET per RFC 5019 (POST when the URL would pass 255 bytes, and as a fallback when GET
-fails: a CA must support GET, BR §4.9.9), with a SHA-1 CertID, then a SHA-256 probe (django-ca's
-cache answers SHA-1 requests with SHA-256 CertIDs). CRL: from :class:`CrlCache`. Then the two
-sources are compared. Every finding is stored against the certificate (``cert:…``), the CRL URL
-(``crl:…``) or the responder (``probe:…``), which is what lets a problem resolve when a later
-check no longer finds it.
+fails: a CA must support GET, BR §4.9.9), with a SHA-1 CertID; an answer with another CertID
+hash (django-ca's cache answers SHA-1 requests with SHA-256 CertIDs) is a finding on the
+certificate. Whether the responder also answers SHA-256 CertIDs is a property of the responder,
+so it is probed per issuer and responder URL every ``probe_seconds`` with the serial being
+checked, like the random-serial probe: asking it for every certificate doubled the cost of a
+check. CRL: from :class:`CrlCache`. Then the two sources are compared. Every finding is stored
+against the certificate (``cert:…``), the CRL URL (``crl:…``) or the responder (``probe:…``,
+``sha256:…``), which is what lets a problem resolve when a later check no longer finds it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -51,8 +53,11 @@ class CheckResult:
 
 
 def ocsp_get_url(base: str, request_der: bytes) -> str:
-    """RFC 5019 §5: base URL, a slash, the percent-encoded standard base64 of the request."""
-    encoded = urllib.parse.quote(b64encode(request_der), safe="")
+    """RFC 5019 §5: base URL, a slash, the percent-encoded standard base64 of the request.
+
+    Of the base64 alphabet only ``+``, ``/`` and ``=`` are not unreserved, so three replaces
+    give what ``urllib.parse.quote(…, safe="")`` gives, without its per-character Python loop."""
+    encoded = b64encode(request_der).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
     return base + encoded if base.endswith("/") else f"{base}/{encoded}"
 
 
@@ -78,6 +83,7 @@ class Checker:
         )
         self._issuers: dict[str, tuple[x509.Certificate, str]] = {}
         self._probed: dict[str, float] = {}
+        self._sha256_probed: dict[tuple[str, str], float] = {}
         self._crl_recorded: dict[str, float] = {}
         self.lean: LeanHttp | None = None
         self._done: list[CheckDone] = []
@@ -99,19 +105,20 @@ class Checker:
         """Check everything due now (bounded concurrency); record findings; schedule rechecks."""
         result = CheckResult()
         now = self.clock()
-        due = self.store.due(now.timestamp(), limit=100_000)
-        semaphore = asyncio.Semaphore(self.settings.concurrency)
+        due = iter(self.store.due(now.timestamp(), limit=100_000))
 
-        async def one(cert: QueuedCert) -> None:
-            async with semaphore:
+        async def worker() -> None:
+            # ``concurrency`` workers share one iterator: no task and no semaphore waiter per
+            # certificate (a Semaphore with thousands of waiters costs O(waiters) per acquire).
+            for cert in due:
                 findings, _next_due = await self.check(cert, now)
-            result.checked += 1
-            result.findings += len(findings)
-            for f in findings:
-                result.by_code[f.code.value] = result.by_code.get(f.code.value, 0) + 1
+                result.checked += 1
+                result.findings += len(findings)
+                for f in findings:
+                    result.by_code[f.code.value] = result.by_code.get(f.code.value, 0) + 1
 
         try:
-            await asyncio.gather(*(one(c) for c in due))
+            await asyncio.gather(*(worker() for _ in range(max(1, self.settings.concurrency))))
         finally:
             self.flush()
         return result
@@ -138,17 +145,9 @@ class Checker:
         for url in info.get("ocsp", [])[:1]:
             ocsp_verdict, ocsp_findings = await self._ask(url, issuer, serial, "sha1", now)
             findings.extend(ocsp_findings)
-            probe, probe_findings = await self._ask(url, issuer, serial, "sha256", now)
-            if ocsp_verdict.status is not None and probe.status != ocsp_verdict.status:
-                findings.append(
-                    Finding(
-                        Code.OCSP_SHA256_FAILED,
-                        f"SHA-256 CertID answered {probe.status}, SHA-1 {ocsp_verdict.status}",
-                        {"sha256_findings": [f.code.value for f in probe_findings]},
-                    )
-                )
             if ocsp_verdict.next_update is not None:
                 next_due = min(next_due, max(stamp + 60, ocsp_verdict.next_update.timestamp()))
+            await self._probe_sha256(url, cert.issuer_key, issuer, scope, serial, ocsp_verdict, now)
             await self._probe(url, issuer, scope, now)
         crl_status: tuple[str | None, tuple[datetime, str | None] | None] = (None, None)
         crl_issued: datetime | None = None
@@ -227,6 +226,48 @@ class Checker:
             max_bytes=MAX_OCSP_BYTES,
             expect_type="application/ocsp-response",
             lean=self.lean,
+        )
+
+    async def _probe_sha256(
+        self,
+        url: str,
+        issuer_key: str,
+        issuer: x509.Certificate,
+        scope: str,
+        serial: int,
+        sha1: Verdict,
+        now: datetime,
+    ) -> None:
+        """Now and then per (issuer, responder): the serial just asked with SHA-1, asked again
+        with a SHA-256 CertID, must get the same status. Only when SHA-1 gave a status (else
+        there is nothing to compare, and the next check of this responder tries again)."""
+        stamp = now.timestamp()
+        key = (issuer_key, url)
+        if sha1.status is None or stamp - self._sha256_probed.get(key, -1e18) < (
+            self.settings.probe_seconds
+        ):
+            return
+        self._sha256_probed[key] = stamp
+        probe, probe_findings = await self._ask(url, issuer, serial, "sha256", now)
+        findings = []
+        if probe.status != sha1.status:
+            findings.append(
+                Finding(
+                    Code.OCSP_SHA256_FAILED,
+                    f"SHA-256 CertID answered {probe.status}, SHA-1 {sha1.status}",
+                    {
+                        "serial": format(serial, "x"),
+                        "url": url,
+                        "sha256_findings": [f.code.value for f in probe_findings],
+                    },
+                )
+            )
+        self.store.record(
+            f"sha256:{issuer_key[:16]}:{url}",
+            scope,
+            findings,
+            stamp,
+            family=Code.OCSP_SHA256_FAILED.value,
         )
 
     async def _probe(self, url: str, issuer: x509.Certificate, scope: str, now: datetime) -> None:

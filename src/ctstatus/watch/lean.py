@@ -11,6 +11,7 @@ read-to-close bodies, every read bounded in size and time. https:// goes through
 from __future__ import annotations
 
 import asyncio
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -37,6 +38,29 @@ class TooLarge(LeanHttpError):
     pass
 
 
+@dataclass(frozen=True)
+class _Route:
+    connect: tuple[str, int]
+    host_line: str
+
+
+# "http://" + a netloc of host characters (no userinfo, no percent-encoding) + a path of
+# printable ASCII without a fragment: split the same way by urlsplit, whose target is the path
+# and query as they stand.
+_PLAIN = re.compile(r"http://([A-Za-z0-9.:\[\]-]+)(/[!\"$-~]*)")
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    """(host, port, request target) of a plain-http URL, by :func:`urllib.parse.urlsplit`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"LeanHttp speaks plain http only: {url}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.hostname, parts.port or 80, path
+
+
 class LeanHttp:
     """Connections per ``host:port`` are reused; ``resolve`` maps host[:port] to host:port."""
 
@@ -44,6 +68,7 @@ class LeanHttp:
         self.resolve = resolve or {}
         self.max_idle = max_idle
         self._origins: dict[tuple[str, int], _Origin] = {}
+        self._routes: dict[str, _Route] = {}
 
     async def request(
         self,
@@ -55,25 +80,14 @@ class LeanHttp:
         max_bytes: int,
     ) -> LeanResponse:
         """One exchange (the caller bounds the time with ``asyncio.timeout``)."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"LeanHttp speaks plain http only: {url}")
-        host, port = parts.hostname, parts.port or 80
-        target = self.resolve.get(f"{host}:{port}") or self.resolve.get(host)
-        connect_host, connect_port = host, port
-        if target is not None:
-            name, _, number = target.rpartition(":")
-            connect_host, connect_port = name, int(number)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        host_header = host if port == 80 else f"{host}:{port}"
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", "Accept-Encoding: identity"]
+        route, path = self._route(url)
+        lines = [f"{method} {path} HTTP/1.1", route.host_line]
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}")
         if content is not None or method == "POST":
             lines.append(f"Content-Length: {len(content or b'')}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (content or b"")
+        connect_host, connect_port = route.connect
         origin = self._origins.setdefault((connect_host, connect_port), _Origin())
         while origin.idle:
             reader, writer = origin.idle.pop()
@@ -88,6 +102,29 @@ class LeanHttp:
                 continue  # a stale keep-alive connection: try a fresh one
         reader, writer = await asyncio.open_connection(connect_host, connect_port)
         return await self._exchange(origin, reader, writer, request, method, max_bytes)
+
+    def _route(self, url: str) -> tuple[_Route, str]:
+        """(where to connect and the Host line, request target). Status URLs are many and
+        share a few origins: a plain URL is cut by :data:`_PLAIN` and its origin looked up,
+        anything else goes through :func:`split_url`."""
+        match = _PLAIN.fullmatch(url)
+        if match is None or url[-1] == "?":  # urlsplit drops an empty query's "?"
+            return self._new_route(url)
+        route = self._routes.get(match[1])
+        if route is None:
+            route, _ = self._new_route(url)
+            self._routes[match[1]] = route
+        return route, match[2]
+
+    def _new_route(self, url: str) -> tuple[_Route, str]:
+        host, port, path = split_url(url)
+        target = self.resolve.get(f"{host}:{port}") or self.resolve.get(host)
+        connect = (host, port)
+        if target is not None:
+            name, _, number = target.rpartition(":")
+            connect = (name, int(number))
+        host_header = host if port == 80 else f"{host}:{port}"
+        return _Route(connect, f"Host: {host_header}\r\nAccept-Encoding: identity"), path
 
     async def _exchange(
         self,

@@ -176,15 +176,23 @@ def _check_times(single: ocsp.OCSPSingleResponse, now: datetime, verdict: Verdic
     this_update = single.this_update_utc
     next_update = single.next_update_utc
     verdict.this_update, verdict.next_update = this_update, next_update
-    times = {"this_update": this_update.isoformat(), "now": now.isoformat()}
     if this_update > now + CLOCK_SKEW:
-        verdict.add(Code.OCSP_THIS_UPDATE_FUTURE, "thisUpdate is in the future", **times)
+        verdict.add(
+            Code.OCSP_THIS_UPDATE_FUTURE, "thisUpdate is in the future", **_times(single, now)
+        )
     if next_update is None:
-        verdict.add(Code.OCSP_NO_NEXT_UPDATE, "no nextUpdate (RFC 9919 requires one)", **times)
+        verdict.add(
+            Code.OCSP_NO_NEXT_UPDATE,
+            "no nextUpdate (RFC 9919 requires one)",
+            **_times(single, now),
+        )
         return
-    times["next_update"] = next_update.isoformat()
     if next_update < now - CLOCK_SKEW:
-        verdict.add(Code.OCSP_EXPIRED, "nextUpdate has passed: the response is stale", **times)
+        verdict.add(
+            Code.OCSP_EXPIRED,
+            "nextUpdate has passed: the response is stale",
+            **_times(single, now),
+        )
     # BR §4.9.9: the interval is inclusive, so nextUpdate - thisUpdate + 1 s.
     validity = next_update - this_update + timedelta(seconds=1)
     if not MIN_VALIDITY <= validity <= MAX_VALIDITY:
@@ -192,8 +200,16 @@ def _check_times(single: ocsp.OCSPSingleResponse, now: datetime, verdict: Verdic
             Code.OCSP_VALIDITY,
             f"validity {validity} outside [8 h, 10 days] (BR §4.9.9)",
             validity_seconds=validity.total_seconds(),
-            **times,
+            **_times(single, now),
         )
+
+
+def _times(single: ocsp.OCSPSingleResponse, now: datetime) -> dict[str, str]:
+    """The evidence of a time finding (built only for a finding: most responses have none)."""
+    times = {"this_update": single.this_update_utc.isoformat(), "now": now.isoformat()}
+    if single.next_update_utc is not None:
+        times["next_update"] = single.next_update_utc.isoformat()
+    return times
 
 
 def _check_signature(
@@ -206,7 +222,7 @@ def _check_signature(
             "signed by neither the issuer nor a responder it certified for OCSP signing",
         )
         return
-    if not _verifies(signer.public_key(), response):
+    if not _verifies(_public_key(signer), response):
         verdict.add(Code.OCSP_BAD_SIGNATURE, "the response signature does not verify")
 
 
@@ -218,22 +234,42 @@ def _authorized_signer(
     if _names(response, issuer):
         return issuer
     for candidate in response.certificates:
-        if not _names(response, candidate) or candidate.issuer != issuer.subject:
-            continue
-        try:
-            candidate.verify_directly_issued_by(issuer)
-            eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-            continue
-        if ExtendedKeyUsageOID.OCSP_SIGNING in eku:
+        if _names(response, candidate) and _delegated_by(candidate, issuer):
             return candidate
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _delegated_by(candidate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` certified ``candidate`` for OCSP signing: the same for every response
+    the delegated responder signs (certificates hash and compare by their DER), so checked once
+    per (signer, issuer) pair, not once per response."""
+    if candidate.issuer != issuer.subject:
+        return False
+    try:
+        candidate.verify_directly_issued_by(issuer)
+        eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    return ExtendedKeyUsageOID.OCSP_SIGNING in eku
+
+
 def _names(response: ocsp.OCSPResponse, certificate: x509.Certificate) -> bool:
     if response.responder_key_hash is not None:
-        return response.responder_key_hash == hashlib.sha1(raw_public_key(certificate)).digest()  # noqa: S324
+        return response.responder_key_hash == _key_sha1(certificate)
     return response.responder_name == certificate.subject
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_sha1(certificate: x509.Certificate) -> bytes:
+    """The ResponderID byKey of a certificate (RFC 6960 §4.2.2.3), once per certificate."""
+    return hashlib.sha1(raw_public_key(certificate)).digest()  # noqa: S324
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(certificate: x509.Certificate) -> object:
+    """The signer's key, loaded once per certificate rather than once per response."""
+    return certificate.public_key()
 
 
 def _verifies(key: object, response: ocsp.OCSPResponse) -> bool:
