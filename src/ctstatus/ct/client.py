@@ -10,6 +10,7 @@ All failures are :class:`~ctstatus.ct.transport.LogError` subclasses.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -228,7 +229,7 @@ class LogClient:
             if self.endpoint.key_der is None:
                 raise NoLogKey(f"no key known, cannot verify the {what}", log=self.name)
             try:
-                key = load_der_public_key(self.endpoint.key_der)
+                key = _load_key(self.endpoint.key_der)
             except ValueError:
                 raise NoLogKey("the log key does not load", log=self.name) from None
             if not isinstance(key, PublicKey):
@@ -339,9 +340,10 @@ class LogClient:
         *,
         deadline: float | None = None,
         stats: CallStats | None = None,
+        prepared: PreparedSubmission | None = None,
     ) -> ReceivedSct:
         """Log a certificate (chain[0]) and return its verified SCT (x509_entry)."""
-        return await self._submit(chain, False, deadline, stats)
+        return await self._submit(chain, False, deadline, stats, prepared)
 
     async def add_pre_chain(
         self,
@@ -349,9 +351,14 @@ class LogClient:
         *,
         deadline: float | None = None,
         stats: CallStats | None = None,
+        prepared: PreparedSubmission | None = None,
     ) -> ReceivedSct:
-        """Log a precertificate (chain[0], issued by chain[1]) and return its verified SCT."""
-        return await self._submit(chain, True, deadline, stats)
+        """Log a precertificate (chain[0], issued by chain[1]) and return its verified SCT.
+
+        ``prepared`` (from :func:`prepare_submission` of this same chain) saves re-deriving
+        the signed entry and body when the chain goes to several logs.
+        """
+        return await self._submit(chain, True, deadline, stats, prepared)
 
     async def _submit(
         self,
@@ -359,11 +366,19 @@ class LogClient:
         precert: bool,
         deadline: float | None,
         stats: CallStats | None,
+        prepared: PreparedSubmission | None,
     ) -> ReceivedSct:
         endpoint = "add-pre-chain" if precert else "add-chain"
-        entry = signed_entry_for(chain, precert=precert)
+        kind = LogEntryType.PRECERT_ENTRY if precert else LogEntryType.X509_ENTRY
+        if (
+            prepared is None
+            or prepared.entry.entry_type is not kind
+            or prepared.chain != tuple(chain)
+        ):
+            prepared = prepare_submission(chain, precert=precert)
+        entry = prepared.entry
         key = self._public_key(f"{endpoint} SCT")
-        body = submission_body(chain)
+        body = prepared.body
         stats = stats if stats is not None else CallStats()
         response = await self._request(
             "POST",
@@ -678,6 +693,27 @@ def signed_entry_for(chain: Sequence[bytes], *, precert: bool) -> SignedEntry:
         )
     except DecodeError as exc:
         raise ValueError(f"chain does not parse: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PreparedSubmission:
+    """A chain checked once, with what its SCT must sign and the exact bytes to send."""
+
+    chain: tuple[bytes, ...]
+    entry: SignedEntry
+    body: bytes
+
+
+def prepare_submission(chain: Sequence[bytes], *, precert: bool) -> PreparedSubmission:
+    """:func:`signed_entry_for` and :func:`submission_body` once, for every log (ValueError)."""
+    entry = signed_entry_for(chain, precert=precert)
+    return PreparedSubmission(tuple(chain), entry, submission_body(chain))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_key(der: bytes) -> object:
+    """Log keys are few and fixed: parse each once per process, not once per submission."""
+    return load_der_public_key(der)
 
 
 def submission_body(chain: Sequence[bytes]) -> bytes:

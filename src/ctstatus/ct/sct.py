@@ -13,6 +13,7 @@ supported: ctstatus never uses them (spec digest §1.2), so the issuer is always
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from cryptography import x509
@@ -72,13 +73,18 @@ def issuer_key_hash(issuer: CertificateLike) -> bytes:
     The SPKI (not the certificate, and not the BIT STRING contents that OCSP hashes), taken as
     raw bytes rather than re-serialized from the parsed key.
     """
-    return hashlib.sha256(der.certificate_spki(_der(issuer))).digest()
+    return _issuer_key_hash(_der(issuer))
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_key_hash(issuer_der: bytes) -> bytes:
+    """Issuers are few: their key hash is worked out once per process."""
+    return hashlib.sha256(der.certificate_spki(issuer_der)).digest()
 
 
 def is_precertificate(certificate: CertificateLike) -> bool:
     """Whether the certificate carries the CT poison extension."""
-    tbs = der.certificate_tbs(_der(certificate))
-    return any(e.oid == der.OID_CT_POISON for e in der.tbs_extensions(tbs))
+    return der.OID_CT_POISON in _extension_oids(_der(certificate))
 
 
 def tbs_for_ct(certificate: CertificateLike) -> bytes:
@@ -88,12 +94,28 @@ def tbs_for_ct(certificate: CertificateLike) -> bytes:
     everything else keeps its bytes and order. A certificate with neither is returned as is. One
     with both is malformed (:class:`DecodeError`).
     """
-    tbs = der.certificate_tbs(_der(certificate))
-    oids = {e.oid for e in der.tbs_extensions(tbs)}
+    return _tbs_for_ct(_der(certificate))
+
+
+# The same certificate is asked about several times in a row (issuance: submission to each log,
+# SCT checks, the final certificate's correspondence check), and the strict DER walk is pure
+# Python: remember the last few answers, keyed by the exact bytes. Errors are not remembered.
+
+
+@functools.lru_cache(maxsize=256)
+def _extension_oids(certificate_der: bytes) -> frozenset[bytes]:
+    tbs = der.certificate_tbs(certificate_der)
+    return frozenset(e.oid for e in der.tbs_extensions(tbs))
+
+
+@functools.lru_cache(maxsize=256)
+def _tbs_for_ct(certificate_der: bytes) -> bytes:
+    oids = _extension_oids(certificate_der)
     has_poison = der.OID_CT_POISON in oids
     has_scts = der.OID_SCT_LIST in oids
     if has_poison and has_scts:
         raise DecodeError("certificate has both the CT poison and an SCT list")
+    tbs = der.certificate_tbs(certificate_der)
     if has_poison:
         return der.tbs_without_extension(tbs, der.OID_CT_POISON)
     if has_scts:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ctstatus.clock import Clock, system_clock
-from ctstatus.ct.client import CallStats, LogClient, ReceivedSct, signed_entry_for
+from ctstatus.ct.client import CallStats, LogClient, ReceivedSct, prepare_submission
 from ctstatus.ct.loglist import Log, LogList, LogState
 from ctstatus.ct.policy import CtPolicy, LoggedSct, PolicyVerdict, evaluate, required_scts
 from ctstatus.ct.transport import (
@@ -158,7 +158,7 @@ async def submit_with_policy(
     each log's attempts. Raises :class:`PolicyNotMet` if the deadline passes or the candidates
     run out first, ``ValueError`` for a chain that cannot be submitted (nothing is sent then).
     """
-    signed_entry_for(chain, precert=precert)
+    prepared = prepare_submission(chain, precert=precert)  # checked once, nothing sent if bad
     timer = timer or LoopTimer()
     rng = rng or random.Random()  # noqa: S311 -- load spreading, not secrets
     logs = log_list.logs if isinstance(log_list, LogList) else tuple(log_list)
@@ -193,7 +193,9 @@ async def submit_with_policy(
         stats = CallStats()
         remaining = max(end - timer.now(), 0.001)
         call = client.add_pre_chain if precert else client.add_chain
-        task = asyncio.ensure_future(call(chain, deadline=remaining, stats=stats))
+        task = asyncio.ensure_future(
+            call(chain, deadline=remaining, stats=stats, prepared=prepared)
+        )
         running[task] = _Running(log, stats, timer.now())
 
     def finish(task: asyncio.Task[ReceivedSct], *, timed_out: bool) -> None:
