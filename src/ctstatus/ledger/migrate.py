@@ -29,21 +29,29 @@ MIGRATE_HINT: Final = "run `ctstatus ledger migrate`"
 _MIGRATE_LOCK: Final = 0x63747374617475  # "ctstatu": the advisory lock key of migrate()
 
 
-def _config(script_location: str | None) -> Config:
+def alembic_config(script_location: str) -> Config:
+    """An alembic Config for a migrations folder (the ledger's, or the watcher's)."""
     config = Config()
     # Config values go through configparser interpolation: a literal % must be doubled.
-    config.set_main_option(
-        "script_location", (script_location or SCRIPT_LOCATION).replace("%", "%%")
-    )
+    config.set_main_option("script_location", script_location.replace("%", "%%"))
     return config
+
+
+def newest_revision(script_location: str) -> str:
+    """The newest revision in a migrations folder."""
+    head = ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships at least one revision
+        raise RuntimeError(f"{script_location} has no revisions")
+    return head
+
+
+def _config(script_location: str | None) -> Config:
+    return alembic_config(script_location or SCRIPT_LOCATION)
 
 
 def head_revision(*, script_location: str | None = None) -> str:
     """The newest revision this code knows."""
-    head = ScriptDirectory.from_config(_config(script_location)).get_current_head()
-    if head is None:  # pragma: no cover - the package always ships at least one revision
-        raise RuntimeError("the ledger migrations directory has no revisions")
-    return head
+    return newest_revision(script_location or SCRIPT_LOCATION)
 
 
 def _current(conn: Connection) -> str | None:

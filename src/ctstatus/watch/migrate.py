@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ctstatus.errors import LedgerError, UserError
 from ctstatus.ledger.engine import create_ledger_engine, describe
+from ctstatus.ledger.migrate import alembic_config, newest_revision
 
 VERSION_TABLE: Final = "watch_alembic_version"
 """Alembic's version table for the watcher, distinct from the ledger's."""
@@ -122,20 +123,12 @@ def _connection_error(
 
 
 def _config(script_location: str | None) -> Config:
-    config = Config()
-    # Config values go through configparser interpolation: a literal % must be doubled.
-    config.set_main_option(
-        "script_location", (script_location or SCRIPT_LOCATION).replace("%", "%%")
-    )
-    return config
+    return alembic_config(script_location or SCRIPT_LOCATION)
 
 
 def head_revision(*, script_location: str | None = None) -> str:
     """The newest revision this code knows."""
-    head = ScriptDirectory.from_config(_config(script_location)).get_current_head()
-    if head is None:  # pragma: no cover - the package always ships the baseline
-        raise RuntimeError("the watcher migrations directory has no revisions")
-    return head
+    return newest_revision(script_location or SCRIPT_LOCATION)
 
 
 def _current(conn: Connection) -> str | None:
