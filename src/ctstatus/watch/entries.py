@@ -23,7 +23,7 @@ from ctstatus.ct.errors import DecodeError
 from ctstatus.ct.reader import LogEntry
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ct.structures import LogEntryType
-from ctstatus.ctlog.tbs import tbs_without_poison
+from ctstatus.ct.tbs import tbs_without_poison
 from ctstatus.watch.store import EntryRow
 
 ALL = "all"

@@ -1,4 +1,6 @@
-"""Cutting the poison out of a precertificate's TBS, fast (the add-pre-chain hot path).
+"""Cutting the poison out of a precertificate's TBS, fast: the hot path of the log's
+add-pre-chain (:mod:`ctstatus.ctlog.validate`) and of the watcher's indexing
+(:mod:`ctstatus.watch.entries`), which both sit above this module.
 
 :func:`ctstatus.ct.der.tbs_without_extension` does the same with full strict checks, at about a
 third of a single-core submission budget. Here the certificate has already been parsed by
