@@ -6,8 +6,9 @@ client's), fold every leaf hash into the persisted compact tree and, when the do
 the STH's size, require the recomputed root to equal the signed root. A mismatch rewinds to the
 last verified position and opens ``log.root_mismatch``; a head smaller than, or different at
 the size of, a verified one is ``log.tree_shrunk`` / ``log.fork``. Entries and the cursor that
-covers them are one transaction (batches grouped up to ``commit_entries`` or ``commit_seconds``),
-so a kill -9 anywhere costs at most the uncommitted group, downloaded again on restart.
+covers them are one transaction (batches grouped while the log keeps up, see
+:class:`FollowSettings`), so a kill -9 anywhere costs at most the uncommitted group, downloaded
+again on restart.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ class FollowSettings:
     own_issuers: frozenset[str] = frozenset()  # issuer keys checked with no grace delay
     # Batches are committed together, up to this many entries or this long after the last
     # commit: each commit rewrites the index pages it touched, spread all over the serial
-    # index, so per-batch commits cost several times the rest of the work.
+    # index, so per-batch commits cost several times the rest of the work. When the log keeps
+    # us waiting (``idle_seconds`` or more for a batch) a commit costs nothing: it is made then.
     commit_entries: int = 100_000
-    commit_seconds: float = 0.5
+    commit_seconds: float = 2.0
+    idle_seconds: float = 0.01
 
 
 _GC_GEN0 = 50_000
@@ -182,25 +185,28 @@ class LogFollower:
         starts = list(range(tree.size, size, batch))
         pending: dict[int, asyncio.Task[list[LogEntry]]] = {}
         rows: list[EntryRow] = []  # indexed, not yet committed: they end at tree.size
-        committed_at = self._now()
+        timer = self.client.timer  # durations (the clock keeps whole seconds)
+        committed_at = timer.now()
         try:
             for position, start in enumerate(starts):
                 for ahead in starts[position : position + self.settings.concurrency]:
                     if ahead not in pending:
                         end = min(ahead + batch, size) - 1
                         pending[ahead] = asyncio.create_task(self._fetch(ahead, end))
+                waited = timer.now()
                 batch_entries = await pending.pop(start)
+                waited = timer.now() - waited
                 rows += self._index(batch_entries, result)
                 tree.extend(e.leaf_hash for e in batch_entries)
                 result.downloaded += len(batch_entries)
                 if tree.size < size:
-                    now = self._now()
                     if (
                         len(rows) >= self.settings.commit_entries
-                        or now - committed_at >= self.settings.commit_seconds
+                        or timer.now() - committed_at >= self.settings.commit_seconds
+                        or waited >= self.settings.idle_seconds
                     ):
-                        self.store.commit_batch(self.log_id, rows, tree, now=now)
-                        rows, committed_at = [], now
+                        self.store.commit_batch(self.log_id, rows, tree, now=self._now())
+                        rows, committed_at = [], timer.now()
                     continue
                 root = tree.root()
                 if root != sth.root_hash:

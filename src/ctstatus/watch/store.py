@@ -246,7 +246,7 @@ class Problem:
 _SQLITE_INSERT = sa.insert(entries).compile(dialect=sqlite_dialect())
 _SQLITE_INSERT_ENTRIES = str(_SQLITE_INSERT)
 assert _SQLITE_INSERT.positiontup == [c.name for c in entries.columns]  # EntryRow.row's order
-SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_CACHE_KIB = 256 * 1024
 """Page cache per SQLite connection: a commit of many entries dirties index pages all over the
 serial index, and with SQLite's 2 MiB default they are spilled and re-read within it."""
 
