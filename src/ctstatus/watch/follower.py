@@ -54,7 +54,7 @@ class FollowSettings:
     # index, so per-batch commits cost several times the rest of the work. When the log kept
     # us idle (``idle_seconds`` of a wait not spent reading), a commit costs nothing: made then.
     commit_entries: int = 100_000
-    commit_seconds: float = 2.0
+    commit_seconds: float = 5.0
     idle_seconds: float = 0.005
 
 

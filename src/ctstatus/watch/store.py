@@ -330,7 +330,9 @@ class WatchStore:
         the newly verified watched entries to queue) in one transaction."""
         with self._write() as conn:
             if rows and self._sqlite:  # the driver's executemany: no per-row SQLAlchemy work
-                conn.exec_driver_sql(_SQLITE_INSERT_ENTRIES, [r.row(log_id) for r in rows])
+                head = (log_id,)  # + an EntryRow is a row in column order when info is None
+                params = [head + r if r.info is None else r.row(log_id) for r in rows]
+                conn.exec_driver_sql(_SQLITE_INSERT_ENTRIES, params)
             elif rows:
                 conn.execute(sa.insert(entries), [r.values(log_id) for r in rows])
             values: dict[str, Any] = {
