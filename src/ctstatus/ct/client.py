@@ -31,9 +31,10 @@ from ctstatus.ct.errors import (
     SctVerificationError,
     SthVerificationError,
 )
+from ctstatus.ct.getentries import b64decode_lean, decode_entry_lean
 from ctstatus.ct.loglist import Log
 from ctstatus.ct.merkle import HASH_SIZE, verify_consistency, verify_inclusion
-from ctstatus.ct.reader import LogEntry, TileTree, decode_entry, entry_from_tile_leaf
+from ctstatus.ct.reader import LogEntry, TileTree, entry_from_tile_leaf
 from ctstatus.ct.sct import (
     is_precertificate,
     issuer_key_hash,
@@ -519,14 +520,13 @@ class LogClient:
             raise self._malformed(endpoint, f"{len(items)} entries for {end - start + 1} asked")
         entries: list[LogEntry] = []
         max_b64 = MAX_CERT_LENGTH + 1024
-        for offset, item in enumerate(items):
-            index = start + offset
+        for index, item in enumerate(items, start):
             if not isinstance(item, dict):
                 raise self._malformed(endpoint, f"entry {index} is not an object")
-            try:
-                leaf_input = b64decode(item.get("leaf_input"), "leaf_input", max_len=max_b64)
-                extra = b64decode(item.get("extra_data"), "extra_data", max_len=4 * max_b64)
-                entries.append(decode_entry(index, leaf_input, extra))
+            try:  # the lean decoders: same result or error as b64decode and decode_entry
+                leaf_input = b64decode_lean(item.get("leaf_input"), "leaf_input", max_b64)
+                extra = b64decode_lean(item.get("extra_data"), "extra_data", 4 * max_b64)
+                entries.append(decode_entry_lean(index, leaf_input, extra))
             except (DecodeError, EncodeError) as exc:
                 raise self._malformed(endpoint, f"entry {index}: {exc}") from None
         return entries

@@ -6,7 +6,7 @@ Modules, one job each:
 * :mod:`~ctstatus.ctlog.storage` -- one SQLite database per log (WAL, synchronous=FULL).
 * :mod:`~ctstatus.ctlog.tree` -- tile-level node hashes, appending, proofs from stored nodes.
 * :mod:`~ctstatus.ctlog.validate` -- chain and precertificate rules for add-(pre-)chain.
-* :mod:`~ctstatus.ctlog.tbs` -- the fast poison cut and issuer-name slice of the hot path.
+* the fast poison cut and issuer-name slice of the hot path are :mod:`ctstatus.ct.tbs`.
 * :mod:`~ctstatus.ctlog.errors` -- request errors and their HTTP status.
 * :mod:`~ctstatus.ctlog.sequencer` -- the pool and group commit; SCTs only after commit.
 * :mod:`~ctstatus.ctlog.service` -- one running log: the write path and every read.

@@ -34,8 +34,8 @@ from ctstatus.ct.structures import (
     LogEntryType,
     PrecertChainEntry,
 )
+from ctstatus.ct.tbs import issuer_name_der, tbs_without_poison
 from ctstatus.ctlog.errors import SubmissionError
-from ctstatus.ctlog.tbs import issuer_name_der, tbs_without_poison
 
 PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 # What cryptography may raise on hostile certificates; several are not ValueErrors.

@@ -10,10 +10,10 @@ known and reported (certspotter's ``malformed_cert``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
@@ -23,14 +23,13 @@ from ctstatus.ct.errors import DecodeError
 from ctstatus.ct.reader import LogEntry
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ct.structures import LogEntryType
-from ctstatus.ctlog.tbs import tbs_without_poison
+from ctstatus.ct.tbs import tbs_without_poison
 from ctstatus.watch.store import EntryRow
 
 ALL = "all"
 
 
-@dataclass(frozen=True)
-class Parsed:
+class Parsed(NamedTuple):
     """An indexed entry, the issuer certificate if the entry carried one, and any parse error."""
 
     row: EntryRow
@@ -43,35 +42,59 @@ def issuer_key_of(certificate_der: bytes) -> str:
     return hashlib.sha256(der.certificate_spki(certificate_der)).hexdigest()
 
 
+_issuer_key_cached = functools.lru_cache(maxsize=1024)(issuer_key_of)
+"""x509 entries carry their issuer in every entry's chain; a log has a few hundred issuers."""
+
+_load = x509.load_der_x509_certificate
+_sha256 = hashlib.sha256
+_PRECERT = LogEntryType.PRECERT_ENTRY
+
+
 def parse_entry(entry: LogEntry, watched: Collection[str] | str) -> Parsed:
     """Index one entry; ``watched`` is a set of issuer keys or :data:`ALL`."""
     leaf = entry.leaf
-    timestamp = entry.timestamp_ms or 0
     if leaf is None:
-        return Parsed(_bare(entry, timestamp), None, "unknown entry type")
-    precert = leaf.timestamped_entry.entry_type is LogEntryType.PRECERT_ENTRY
-    issuer_der = entry.chain[0] if entry.chain else None
+        return Parsed(_bare(entry, entry.timestamp_ms or 0), None, "unknown entry type")
+    timestamped = leaf.timestamped_entry
+    timestamp = timestamped.timestamp
+    precert = timestamped.entry_type is _PRECERT
+    chain = entry.chain
+    issuer_der = chain[0] if chain else None
     issuer_key: str | None
     try:
         if precert:
-            key_hash = leaf.timestamped_entry.issuer_key_hash
+            key_hash = timestamped.issuer_key_hash
             assert key_hash is not None
             issuer_key = key_hash.hex()
-            tbs = leaf.timestamped_entry.certificate
+            tbs = timestamped.certificate
             cert_der = entry.pre_certificate
             if cert_der is None:
                 raise DecodeError("no precertificate in extra_data")
-            certificate = x509.load_der_x509_certificate(cert_der)
+            certificate = _load(cert_der)
             if _precert_tbs(cert_der) != tbs:
                 raise DecodeError("the precertificate in extra_data does not match the leaf TBS")
         else:
-            cert_der = leaf.timestamped_entry.certificate
-            certificate = x509.load_der_x509_certificate(cert_der)
+            cert_der = timestamped.certificate
+            certificate = _load(cert_der)
             tbs = _final_tbs(certificate, cert_der)
-            issuer_key = issuer_key_of(issuer_der) if issuer_der is not None else None
+            issuer_key = _issuer_key_cached(issuer_der) if issuer_der is not None else None
         serial = format(certificate.serial_number, "x")
         is_watched = issuer_key is not None and (watched == ALL or issuer_key in watched)
-        info = describe(certificate) if is_watched else None
+        if is_watched:
+            info: dict[str, Any] | None = describe(certificate)
+        else:  # the common case: nothing more to keep
+            row = EntryRow(
+                entry.index,
+                precert,
+                timestamp,
+                issuer_key,
+                serial,
+                _sha256(tbs).digest(),
+                False,
+                None,
+                None,
+            )
+            return Parsed(row, None)
     except (DecodeError, ValueError) as exc:
         return Parsed(_bare(entry, timestamp, precert), issuer_der, str(exc)[:200])
     row = EntryRow(
@@ -80,12 +103,12 @@ def parse_entry(entry: LogEntry, watched: Collection[str] | str) -> Parsed:
         timestamp,
         issuer_key,
         serial,
-        hashlib.sha256(tbs).digest(),
-        is_watched,
+        _sha256(tbs).digest(),
+        True,
         info,
-        cert_der if is_watched else None,
+        cert_der,
     )
-    return Parsed(row, issuer_der if is_watched else None)
+    return Parsed(row, issuer_der)
 
 
 def _precert_tbs(der_bytes: bytes) -> bytes:

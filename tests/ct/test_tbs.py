@@ -9,14 +9,19 @@ from hypothesis import strategies as st
 
 from ctstatus.ct import der
 from ctstatus.ct.errors import DecodeError
-from ctstatus.ctlog.tbs import tbs_without_poison
+from ctstatus.ct.tbs import tbs_without_poison
 
-from .conftest import CtCa
+from .conftest import PairingCa
 
 
 @pytest.fixture(scope="module")
-def precerts(test_ca: CtCa) -> list[bytes]:
-    return [test_ca.precert().precert for _ in range(3)]
+def precerts(ca: PairingCa) -> list[bytes]:
+    return [ca.issue(poison_position=position).precert() for position in (0, 2, None)]
+
+
+def _plain(ca: PairingCa) -> bytes:
+    """A certificate of the same shape with no poison (an unrelated extension in its place)."""
+    return ca.issue()._build(x509.OCSPNoCheck(), False, None)
 
 
 def strict(certificate: bytes) -> bytes:
@@ -28,9 +33,9 @@ def test_same_bytes_as_the_strict_cut(precerts: list[bytes]) -> None:
         assert tbs_without_poison(precert) == strict(precert)
 
 
-def test_no_poison_is_an_error(test_ca: CtCa) -> None:
+def test_no_poison_is_an_error(ca: PairingCa) -> None:
     with pytest.raises(ValueError, match="poison"):
-        tbs_without_poison(test_ca.plain())
+        tbs_without_poison(_plain(ca))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,9 +63,9 @@ def test_fuzzed_certificates_cryptography_accepts(
         assert got == expected
 
 
-def test_issuer_name_is_the_raw_issuer_field(test_ca: CtCa, precerts: list[bytes]) -> None:
-    from ctstatus.ctlog.tbs import issuer_name_der
+def test_issuer_name_is_the_raw_issuer_field(ca: PairingCa, precerts: list[bytes]) -> None:
+    from ctstatus.ct.tbs import issuer_name_der
 
-    for certificate in [*precerts, test_ca.plain(), test_ca.issuing_der, test_ca.root_der]:
+    for certificate in [*precerts, _plain(ca), ca.der]:
         parsed = x509.load_der_x509_certificate(certificate)
         assert issuer_name_der(certificate) == parsed.issuer.public_bytes()
