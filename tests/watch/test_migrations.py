@@ -4,6 +4,7 @@ ledger's in a shared PostgreSQL database, and errors name the watcher database."
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,12 +68,25 @@ def test_upgrade_from_empty_matches_the_metadata(url: str) -> None:
         assert current_revision(store.engine) == head_revision()
 
 
+def _baseline_snapshot() -> sa.MetaData:
+    """The schema of revision 0001, from the migration itself."""
+    path = Path(schema.__file__).with_name("migrations") / "versions" / "0001_baseline.py"
+    spec = importlib.util.spec_from_file_location("watch_migration_0001", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    snapshot: sa.MetaData = module._SNAPSHOT
+    return snapshot
+
+
 def _old_database(url: str, *, without: tuple[str, ...] = ()) -> None:
     """A database as the pre-migration watcher left it: create_all, rows, no version table."""
     engine = create_ledger_engine(url)
     try:
-        tables = [t for t in schema.metadata.sorted_tables if t.name not in without]
-        schema.metadata.create_all(engine, tables=tables)
+        old = _baseline_snapshot()  # what create_all made then, not today's metadata
+        tables = [t for t in old.sorted_tables if t.name not in without]
+        old.create_all(engine, tables=tables)
         with engine.begin() as conn:
             conn.execute(
                 sa.insert(schema.logs).values(
@@ -218,3 +232,24 @@ def test_absent_postgresql_database_names_the_watcher(postgres_admin: sa.Engine)
     assert "cannot connect to the watcher database" in info.value.message
     assert info.value.hint == "create the database (createdb) or fix `database` in watch.toml"
     assert "ledger" not in str(info.value)
+
+
+def test_only_watched_entries_are_indexed_by_serial(url: str) -> None:
+    """Migration 0002: reconcile's lookup uses the partial index; unwatched rows stay out."""
+    with WatchStore.open(url) as store, store.engine.connect() as conn:
+        query = sa.select(schema.entries.c.serial).where(
+            schema.entries.c.issuer_key == "ab", schema.entries.c.watched.is_(True)
+        )
+        sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+        if store.engine.dialect.name == "sqlite":
+            plan = " ".join(
+                str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()
+            )
+            assert "watch_entries_watched_serial" in plan
+        else:  # an empty table may be scanned; the index must exist with its predicate
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'watch_entries_watched_serial'"
+            ).scalar_one()
+            assert "WHERE (watched IS TRUE)" in definition
+        names = {i["name"] for i in sa.inspect(conn).get_indexes("watch_entries")}
+        assert "watch_entries_serial" not in names

@@ -221,10 +221,14 @@ class DashboardContext:
         )
 
     def _ct_sync(self, serial: int) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from ctstatus.watch.entries import issuer_key_of
         from ctstatus.watch.store import certs, entries
         from ctstatus.watch.store import logs as watch_logs
 
         hex_serial = format(serial, "x")
+        issuer_key = issuer_key_of(self.backend.issuer_certificate.public_bytes(Encoding.DER))
         with self.watch_store.engine.connect() as conn:
             names = dict(conn.execute(sa.select(watch_logs.c.log_id, watch_logs.c.name)).all())
             seen = [
@@ -238,7 +242,11 @@ class DashboardContext:
                 for r in conn.execute(
                     sa.select(
                         entries.c.log_id, entries.c.idx, entries.c.precert, entries.c.timestamp_ms
-                    ).where(entries.c.serial == hex_serial)
+                    ).where(
+                        entries.c.issuer_key == issuer_key,
+                        entries.c.serial == hex_serial,
+                        entries.c.watched.is_(True),  # our issuer's entries always are
+                    )
                 )
             ]
             check = conn.execute(
