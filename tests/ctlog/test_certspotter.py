@@ -8,15 +8,12 @@ the log, or after a deadline.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests import certspotter as spotter
+from tests.certspotter import certspotter_binary
 
 from ctstatus.ct.structures import SignedCertificateTimestamp
 
@@ -28,12 +25,7 @@ LOG = "alpha"
 
 @pytest.fixture(scope="module")
 def certspotter() -> str:
-    path = shutil.which("certspotter")
-    if path is None:
-        if os.environ.get("CTSTATUS_REQUIRE_CERTSPOTTER") == "1":
-            pytest.fail("certspotter is not installed (apt-get install certspotter)")
-        pytest.skip("certspotter is not installed (apt-get install certspotter)")
-    return path
+    return certspotter_binary()
 
 
 @pytest.fixture(scope="module")
@@ -47,57 +39,23 @@ def run_certspotter(
     binary: str, server: RunningServer, work: Path, state: str
 ) -> tuple[str, str, list[dict[str, str]]]:
     """One certspotter pass over the log list; (stdout, stderr, script events)."""
-    config = work / "config"
-    config.mkdir(exist_ok=True)
-    (config / "watchlist").write_text(f".{TEST_DOMAIN}\n")
-    events = work / f"events-{state}.txt"
-    hook = work / "hook.sh"
-    hook.write_text(
-        '#!/bin/sh\n{ env | grep -E "^(EVENT|SERIAL|ENTRY_INDEX|LOG_URI|TBS_SHA256|DNS_NAMES|'
-        f'CERT_TYPE)=" ; echo --; }} >> "{events}"\n'
-    )
-    hook.chmod(0o755)
-    stderr_path = work / f"stderr-{state}.txt"
     url = server.url(LOG, "")
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                binary,
-                "-logs",
-                str(server.prepared.log_list_path),
-                "-state_dir",
-                str(work / state),
-                "-watchlist",
-                str(config / "watchlist"),
-                "-script",
-                str(hook),
-                "-stdout",
-                "-verbose",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "CERTSPOTTER_CONFIG_DIR": str(config)},
+
+    def done(stderr: str, _events: int) -> bool:  # it has finished with our log (or failed)
+        return (
+            f"saving state in defer for {url}" in stderr
+            or f"error fetching latest STH for {url}" in stderr
         )
-        deadline = time.monotonic() + 20
-        # Poll certspotter's own progress: it has finished with our log once it saves state.
-        while time.monotonic() < deadline and process.poll() is None:
-            text = stderr_path.read_text()
-            if (
-                f"saving state in defer for {url}" in text
-                or f"error fetching latest STH for {url}" in text
-            ):
-                break
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=20)
-    parsed: list[dict[str, str]] = []
-    if events.exists():
-        for block in events.read_text().split("--\n"):
-            lines = [line.split("=", 1) for line in block.splitlines() if "=" in line]
-            if lines:
-                parsed.append(dict(lines))  # type: ignore[arg-type]
-    return stdout, stderr_path.read_text(), parsed
+
+    run = spotter.run_certspotter(
+        binary,
+        server.prepared.log_list_path,
+        work / state,
+        f".{TEST_DOMAIN}",
+        done=done,
+        seconds=20,
+    )
+    return run.stdout, run.stderr, run.events
 
 
 def problems(stderr: str) -> list[str]:

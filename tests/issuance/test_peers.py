@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from tests.certspotter import certspotter_binary, run_certspotter
 
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ledger import Ledger
@@ -108,12 +106,7 @@ def test_openssl_pkilint_and_verify_scts_accept_the_issued_certificate(
 
 @pytest.fixture(scope="module")
 def certspotter() -> str:
-    path = shutil.which("certspotter")
-    if path is None:
-        if os.environ.get("CTSTATUS_REQUIRE_CERTSPOTTER") == "1":
-            pytest.fail("certspotter is not installed (apt-get install certspotter)")
-        pytest.skip("certspotter is not installed (apt-get install certspotter)")
-    return path
+    return certspotter_binary()
 
 
 @pytest.mark.certspotter
@@ -134,53 +127,16 @@ def test_certspotter_sees_precertificate_and_certificate_with_our_tbs_hash(
     assert response.status_code == 200, response.text
     sizes = stack.tree_sizes()
 
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "watchlist").write_text(f"{name}\n")
-    # One file per hook run: hooks run concurrently, and lines appended to one shared file by
-    # two of them interleave.
-    events = tmp_path / "events"
-    events.mkdir()
-    hook = tmp_path / "hook.sh"
-    hook.write_text(
-        '#!/bin/sh\nenv | grep -E "^(SERIAL|TBS_SHA256|CERT_SHA256|LOG_URI)=" '
-        f'> "{events}/$$.tmp" && mv "{events}/$$.tmp" "{events}/$$.event"\n'
-    )
     logged_documents = len(result.scts) + 1  # the precertificate in each log, the certificate
-    hook.chmod(0o755)
-    stderr_path = tmp_path / "stderr.txt"
     urls = [f"{stack.base_url}/{log}/" for log in LOGS]
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                certspotter,
-                "-logs",
-                str(stack.log_list_path),
-                "-state_dir",
-                str(tmp_path / "state"),
-                "-watchlist",
-                str(config / "watchlist"),
-                "-script",
-                str(hook),
-                "-stdout",
-                "-verbose",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "CERTSPOTTER_CONFIG_DIR": str(config)},
+
+    def done(stderr: str, events: int) -> bool:  # every log read, every document reported
+        return events >= logged_documents and all(
+            f"saving state in defer for {url}" in stderr for url in urls
         )
-        deadline = time.monotonic() + 30
-        # certspotter polls once at start-up; it is done with a log once it saves its state.
-        while time.monotonic() < deadline and process.poll() is None:
-            text = stderr_path.read_text()
-            hooks_done = len(list(events.glob("*.event"))) >= logged_documents
-            if hooks_done and all(f"saving state in defer for {url}" in text for url in urls):
-                break
-            time.sleep(0.05)  # polls certspotter's progress, bounded by the deadline
-        process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=20)
-    stderr_text = stderr_path.read_text()
+
+    run = run_certspotter(certspotter, stack.log_list_path, tmp_path, name, done=done, seconds=30)
+    stderr_text = run.stderr
     problems = [
         line
         for line in stderr_text.splitlines()
@@ -191,14 +147,9 @@ def test_certspotter_sees_precertificate_and_certificate_with_our_tbs_hash(
     for log, url in zip(LOGS, urls, strict=True):
         if sizes[log]:
             assert f"finished downloading entries from {url}" in stderr_text, stderr_text
-    assert name in stdout
+    assert name in run.stdout
 
-    seen = []
-    for event in sorted(events.glob("*.event")):
-        fields = dict(line.split("=", 1) for line in event.read_text().splitlines() if "=" in line)
-        if fields:
-            seen.append(fields)
-    ours = [e for e in seen if int(e["SERIAL"], 16) == result.serial]
+    ours = [e for e in run.events if e and int(e["SERIAL"], 16) == result.serial]
     # Both documents, each from the logs that hold it, by their fingerprints.
     precert_der = result.precertificate.public_bytes(Encoding.DER)
     found = {(e["CERT_SHA256"], e["LOG_URI"]) for e in ours}
