@@ -323,9 +323,9 @@ def print_cprofile(profile: cProfile.Profile) -> None:
 
 #: (what, a substring of a py-spy frame); a sample counts for the innermost frame that matches.
 SPY_RULES = [
-    ("pkilint (ca.lint.lint_certificate)", "lint_certificate ("),
-    ("httpcore re-trying `import sniffio` (not installed)", "current_async_library ("),
-    ("CT: HTTP client (httpx/httpcore)", "fetch_once ("),
+    ("pkilint (ca.lint.lint_certificate, when inline)", "lint_certificate ("),
+    ("lint worker hand-off (ca.lint.LintPool)", "LintPool."),
+    ("CT: HTTP client (aiohttp)", "fetch_once ("),
     ("CT: SCT signature checks", "verify_sct_for_entry ("),
     ("CT: pure-Python DER walks (tbs_for_ct)", "tbs_for_ct ("),
     ("CT: pure-Python DER walks (signed_entry_for)", "signed_entry_for ("),
