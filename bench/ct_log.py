@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pyspy import collapsed_stacks, print_self_time  # bench/pyspy.py
 
 DER = serialization.Encoding.DER
 
@@ -258,23 +259,16 @@ def main() -> None:
 
 def print_profile(path: Path) -> None:
     """Self and inclusive time per function from py-spy's raw (collapsed stack) output."""
-    if not path.exists():
+    stacks = collapsed_stacks(path)
+    if not stacks:
         print("(no profile recorded)")
         return
+    overall = sum(samples for _, samples in stacks)
+    print_self_time(stacks, "py-spy self time (top 20):", top=20, width=140)
     inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    overall = 0
-    for line in path.read_text().splitlines():
-        stack, _, text = line.rpartition(" ")
-        frames = stack.split(";")
-        samples = int(text)
-        overall += samples
-        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    for frames, samples in stacks:
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + samples
-    print("py-spy self time (top 20):")
-    for frame, samples in sorted(own.items(), key=lambda item: -item[1])[:20]:
-        print(f"  {100 * samples / overall:5.1f}%  {frame[:140]}")
     print("py-spy inclusive time, ctstatus functions (top 20):")
     ours = {f: c for f, c in inclusive.items() if "ctstatus/" in f}
     for frame, samples in sorted(ours.items(), key=lambda item: -item[1])[:20]:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from pyspy import collapsed_stacks, print_self_time  # bench/pyspy.py
 
 from ctstatus.ca import bootstrap, profiles
 from ctstatus.ca.issuance import IssuanceRequest, IssuanceResult
@@ -341,18 +342,13 @@ SPY_RULES = [
 
 def print_py_spy(path: Path) -> None:
     """Where the GIL-holding samples went, by step (innermost match), from collapsed stacks."""
-    if not path.exists():
+    stacks = collapsed_stacks(path)
+    if not stacks:
         print("(no py-spy profile recorded)")
         return
+    overall = sum(samples for _, samples in stacks)
     by_step: dict[str, int] = {}
-    own: dict[str, int] = {}
-    overall = 0
-    for line in path.read_text().splitlines():
-        stack, _, text = line.rpartition(" ")
-        frames = stack.split(";")
-        samples = int(text)
-        overall += samples
-        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    for frames, samples in stacks:
         step = "event loop, other"
         for frame in reversed(frames):
             match = next((what for what, needle in SPY_RULES if needle in frame), None)
@@ -363,9 +359,7 @@ def print_py_spy(path: Path) -> None:
     print(f"py-spy --gil, CA process, {overall} samples holding the GIL, by step:")
     for step, samples in sorted(by_step.items(), key=lambda item: -item[1]):
         print(f"  {100 * samples / max(1, overall):5.1f}%  {step}")
-    print("py-spy self time, top functions:")
-    for frame, samples in sorted(own.items(), key=lambda item: -item[1])[:12]:
-        print(f"  {100 * samples / max(1, overall):5.1f}%  {frame[:120]}")
+    print_self_time(stacks, "py-spy self time, top functions:", top=12, width=120)
 
 
 def main() -> None:

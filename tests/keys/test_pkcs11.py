@@ -119,7 +119,7 @@ def signer(softhsm: SoftHsm, token_key: Pkcs11KeyRef) -> Iterator[Pkcs11Signer]:
 def _pkcs11_tool(softhsm: SoftHsm, *args: str) -> str:
     tool = shutil.which("pkcs11-tool")
     if tool is None:
-        pytest.skip("pkcs11-tool (Debian opensc) is not installed")
+        _unavailable("pkcs11-tool (Debian opensc) is not installed")
     login = ["--login", "--pin", softhsm.pin]
     result = subprocess.run(
         [tool, "--module", softhsm.module, "--token-label", softhsm.token, *login, *args],
@@ -132,7 +132,7 @@ def _pkcs11_tool(softhsm: SoftHsm, *args: str) -> str:
 
 def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        _unavailable("openssl is not installed")
     return subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
 
 

@@ -96,6 +96,16 @@ def _start_worker(parent: int) -> None:
         _validator(serverauth_constants.CertificateType[name])
 
 
+class LintWorkerDied(RuntimeError):
+    """A lint worker process ended abruptly (killed, or out of memory) during a lint."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the pkilint worker process died while linting (killed or out of memory); "
+            "the next issuance starts a new one"
+        )
+
+
 class LintPool:
     """pkilint in worker processes, so a busy CA lints on other cores than its event loop's.
 
@@ -122,7 +132,7 @@ class LintPool:
         return self._pool
 
     async def lint(self, der: bytes) -> tuple[str, list[Finding]]:
-        """``lint_certificate(der)`` in a worker; BrokenProcessPool if a worker died."""
+        """``lint_certificate(der)`` in a worker; :class:`LintWorkerDied` if a worker died."""
         pool = self._executor()
         try:
             result: tuple[str, list[Finding]] = await asyncio.get_running_loop().run_in_executor(
@@ -133,7 +143,7 @@ class LintPool:
             if self._pool is pool:
                 self._pool = None
                 pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            raise LintWorkerDied from None
 
     def close(self) -> None:
         if self._pool is not None:

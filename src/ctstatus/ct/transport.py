@@ -258,6 +258,16 @@ class Response:
 HttpSession = aiohttp.ClientSession
 
 
+def resolve_override(mapping: Mapping[str, str], host: str, port: int) -> tuple[str, int] | None:
+    """curl's ``--resolve`` rule, shared by every HTTP path: ``host:port`` first, then ``host``;
+    the value is ``address:port``. None: resolve ``host`` as usual."""
+    target = mapping.get(f"{host}:{port}") or mapping.get(host)
+    if target is None:
+        return None
+    address, _, number = target.rpartition(":")
+    return address.strip("[]"), int(number)
+
+
 class MappedResolver(aiohttp.abc.AbstractResolver):
     """curl's ``--resolve``: ``{"host[:port]": "address:port"}`` sends that host's requests
     elsewhere (Host header and TLS name unchanged); other names resolve as usual."""
@@ -269,16 +279,15 @@ class MappedResolver(aiohttp.abc.AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[aiohttp.abc.ResolveResult]:
-        target = self._mapping.get(f"{host}:{port}") or self._mapping.get(host)
+        target = resolve_override(self._mapping, host, port)
         if target is None:
             return await self._default.resolve(host, port, family)
-        address, _, mapped_port = target.rpartition(":")
-        ip = ipaddress.ip_address(address.strip("[]"))
+        ip = ipaddress.ip_address(target[0])
         return [
             {
                 "hostname": host,
                 "host": str(ip),
-                "port": int(mapped_port),
+                "port": target[1],
                 "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
                 "proto": 0,
                 "flags": socket.AI_NUMERICHOST,

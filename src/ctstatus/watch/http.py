@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from ctstatus.ct.transport import resolve_override
 from ctstatus.watch.lean import LeanHttp, LeanHttpError, TooLarge
 from ctstatus.watch.problems import Code, Finding
 
@@ -184,11 +185,11 @@ class ResolvingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        target = self.resolve.get(f"{url.host}:{url.port}") if url.port else None
-        target = target or self.resolve.get(url.host)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        target = resolve_override(self.resolve, url.host, port)
         if target is not None:
-            host, _, port = target.rpartition(":")
-            request.url = url.copy_with(host=host, port=int(port))
+            host, port = target
+            request.url = url.copy_with(host=host, port=port)
             request.headers["Host"] = url.netloc.decode("ascii")
         return await self.inner.handle_async_request(request)
 

@@ -15,6 +15,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from ctstatus.ct.transport import resolve_override
+
 MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -118,11 +120,7 @@ class LeanHttp:
 
     def _new_route(self, url: str) -> tuple[_Route, str]:
         host, port, path = split_url(url)
-        target = self.resolve.get(f"{host}:{port}") or self.resolve.get(host)
-        connect = (host, port)
-        if target is not None:
-            name, _, number = target.rpartition(":")
-            connect = (name, int(number))
+        connect = resolve_override(self.resolve, host, port) or (host, port)
         host_header = host if port == 80 else f"{host}:{port}"
         return _Route(connect, f"Host: {host_header}\r\nAccept-Encoding: identity"), path
 
