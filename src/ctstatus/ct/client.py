@@ -33,7 +33,14 @@ from ctstatus.ct.errors import (
 )
 from ctstatus.ct.getentries import b64decode_lean, decode_entry_lean
 from ctstatus.ct.loglist import Log
-from ctstatus.ct.merkle import HASH_SIZE, verify_consistency, verify_inclusion
+from ctstatus.ct.merkle import (
+    HASH_SIZE,
+    CompactTree,
+    compact_tree_from_last_leaf,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from ctstatus.ct.reader import LogEntry, TileTree, entry_from_tile_leaf
 from ctstatus.ct.sct import (
     is_precertificate,
@@ -66,6 +73,7 @@ from ctstatus.ct.transport import (
     InvalidSct,
     InvalidSth,
     LogError,
+    LogHttpError,
     LogMalformedResponse,
     LogTimeout,
     LoopTimer,
@@ -207,6 +215,7 @@ class LogClient:
         limits: Limits | None = None,
         clock_skew: float = 10.0,
         throttle: Callable[[], Awaitable[None]] | None = None,
+        on_retry_after: Callable[[float], None] | None = None,
     ) -> None:
         self.endpoint = log if isinstance(log, LogEndpoint) else LogEndpoint.from_log(log)
         self.http = http
@@ -217,6 +226,9 @@ class LogClient:
         self.limits = limits or Limits()
         self.clock_skew = clock_skew
         self.throttle = throttle  # awaited before every attempt (a monitor's per-log rate limit)
+        # Told of every Retry-After the log sends, so a pause can hold all its requests, not
+        # only the one that was answered 429 (the throttle then waits it out).
+        self.on_retry_after = on_retry_after
         self._key: PublicKey | None = None
 
     @property
@@ -301,6 +313,8 @@ class LogClient:
             retry_after = getattr(error, "retry_after", None)
             if isinstance(retry_after, float):
                 delay = max(delay, retry_after)
+                if self.on_retry_after is not None:
+                    self.on_retry_after(retry_after)
             if self.timer.now() + delay >= end:
                 break
             await self.timer.sleep(delay)
@@ -441,28 +455,105 @@ class LogClient:
         self, first: SignedTreeHead, second: SignedTreeHead
     ) -> tuple[bytes, ...]:
         """The consistency proof between two STHs you have verified, checked against both."""
-        if first.tree_size > second.tree_size:
-            raise ValueError("the first STH must not be larger than the second")
+        return await self.prove_consistent(first.tree_size, first.root_hash, second)
+
+    async def prove_consistent(
+        self, first_size: int, first_root: bytes, second: SignedTreeHead
+    ) -> tuple[bytes, ...]:
+        """get-sth-consistency from a verified (size, root) to ``second``, checked against both
+        (:class:`InvalidProof` if the log cannot show the older tree is a prefix)."""
+        if first_size > second.tree_size:
+            raise ValueError("the first tree must not be larger than the second")
         proof: tuple[bytes, ...] = ()
-        if 0 < first.tree_size < second.tree_size:
+        if 0 < first_size < second.tree_size:
             document = await self._get_json(
                 "get-sth-consistency",
                 "get-sth-consistency",
                 self.limits.proof,
-                {"first": first.tree_size, "second": second.tree_size},
+                {"first": first_size, "second": second.tree_size},
             )
             proof = self._hash_list(document, "consistency", "get-sth-consistency")
         try:
-            verify_consistency(
-                first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof
-            )
+            verify_consistency(first_size, second.tree_size, first_root, second.root_hash, proof)
         except ProofError as exc:
             raise InvalidProof(
-                f"tree {first.tree_size} is not consistent with tree {second.tree_size}",
+                f"tree {first_size} is not consistent with tree {second.tree_size}",
                 extra=str(exc),
                 log=self.name,
             ) from None
         return proof
+
+    async def get_entry_and_proof(
+        self, index: int, tree_size: int
+    ) -> tuple[bytes, bytes, tuple[bytes, ...]]:
+        """(leaf_input, extra_data, audit path) of leaf ``index`` in tree ``tree_size``; NOT
+        verified (the caller knows the root it must reproduce)."""
+        if not 0 <= index < tree_size:
+            raise ValueError(f"leaf {index} outside a tree of size {tree_size}")
+        endpoint = "get-entry-and-proof"
+        document = await self._get_json(
+            endpoint,
+            endpoint,
+            self.limits.entries,
+            {"leaf_index": index, "tree_size": tree_size},
+        )
+        max_b64 = MAX_CERT_LENGTH + 1024
+        try:
+            leaf_input = b64decode_lean(document.get("leaf_input"), "leaf_input", max_b64)
+            extra = b64decode_lean(document.get("extra_data"), "extra_data", 4 * max_b64)
+        except DecodeError as exc:
+            raise self._malformed(endpoint, exc) from None
+        return leaf_input, extra, self._hash_list(document, "audit_path", endpoint)
+
+    async def _last_leaf_and_path(self, size: int) -> tuple[bytes, tuple[bytes, ...]]:
+        """Leaf hash of entry ``size - 1`` and its path in tree ``size``: get-entry-and-proof,
+        or where a log refuses it (many do), get-entries and get-proof-by-hash."""
+        try:
+            leaf_input, _, path = await self.get_entry_and_proof(size - 1, size)
+            return leaf_hash(leaf_input), path
+        except LogHttpError as exc:
+            if exc.retryable:
+                raise
+        entry = (await self.get_entries(size - 1, size - 1))[0]
+        endpoint = "get-proof-by-hash"
+        document = await self._get_json(
+            endpoint,
+            endpoint,
+            self.limits.proof,
+            {"hash": b64encode(entry.leaf_hash), "tree_size": size},
+        )
+        index = document.get("leaf_index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise self._malformed(endpoint, "leaf_index is not a non-negative integer")
+        if index != size - 1:  # the same leaf earlier in the log: its path is not the edge's
+            raise self._malformed(endpoint, f"leaf {size - 1} answered as leaf {index}")
+        return entry.leaf_hash, self._hash_list(document, "audit_path", endpoint)
+
+    async def compact_tree_at(self, size: int, sth: SignedTreeHead) -> CompactTree:
+        """The verified compact tree (right edge) of the first ``size`` entries of the tree of
+        ``sth``, without downloading them: the path of leaf ``size - 1`` in tree ``size`` gives
+        the edge, whose root must be ``sth``'s (same size) or proven a prefix of it."""
+        if not 0 <= size <= sth.tree_size:
+            raise ValueError(f"size {size} outside 0..{sth.tree_size}")
+        if size == 0:
+            return CompactTree()
+        leaf, path = await self._last_leaf_and_path(size)
+        try:
+            tree = compact_tree_from_last_leaf(size, leaf, path)
+        except ProofError as exc:
+            raise InvalidProof(
+                f"no right edge of tree {size} from the path of its last leaf",
+                extra=str(exc),
+                log=self.name,
+            ) from None
+        if size < sth.tree_size:
+            await self.prove_consistent(size, tree.root(), sth)
+        elif tree.root() != sth.root_hash:
+            raise InvalidProof(
+                f"the path of leaf {size - 1} does not give the signed root of tree {size}",
+                log=self.name,
+            )
+        return tree
 
     async def get_proof_by_hash(self, leaf_hash: bytes, sth: SignedTreeHead) -> InclusionProof:
         """Where ``leaf_hash`` is in the tree of ``sth`` (verified), with the proof."""
@@ -598,8 +689,11 @@ class LogClient:
         except DecodeError as exc:
             raise self._malformed("tile", exc) from None
 
-    async def get_data_tile(self, index: int, width: int = TILE_WIDTH) -> tuple[TileLeaf, ...]:
-        """Data tile ``index`` (entries index*256…); each entry's leaf_index must match."""
+    async def get_data_tile(
+        self, index: int, width: int = TILE_WIDTH, *, check_index: bool = True
+    ) -> tuple[TileLeaf, ...]:
+        """Data tile ``index`` (entries index*256…); each entry's leaf_index must match unless
+        ``check_index`` is false (a look at timestamps, never believed as entries)."""
         path = data_tile_path(index, width)
         response = await self._request(
             "GET",
@@ -608,7 +702,8 @@ class LogClient:
             max_bytes=self.limits.data_tile,
         )
         try:
-            return decode_data_tile(response.body, width, first_index=index * TILE_WIDTH)
+            first = index * TILE_WIDTH if check_index else None
+            return decode_data_tile(response.body, width, first_index=first)
         except (DecodeError, EncodeError) as exc:
             raise self._malformed("data tile", exc) from None
 

@@ -310,3 +310,38 @@ class CompactTree:
 
     def copy(self) -> CompactTree:
         return CompactTree.from_state(self._size, self._nodes)
+
+
+def compact_tree_from_last_leaf(size: int, leaf: bytes, proof: Sequence[bytes]) -> CompactTree:
+    """The compact tree of ``size`` from leaf ``size - 1`` and its inclusion proof in tree
+    ``size``: a monitor starting mid-log gets its right edge without the prefix.
+
+    Every sibling on the last leaf's path is a left one: reversed, the path is exactly the
+    compact tree of ``size - 1``. The result is NOT verified: compare its root with a signed one
+    (equal sizes) or prove it consistent with one (:func:`verify_consistency`).
+    """
+    if not 1 <= size <= MAX_TREE_SIZE:
+        raise ProofError(f"tree size {size} outside 1..2^64-1")
+    _check_hash(leaf, "leaf hash")
+    expected = (size - 1).bit_count()
+    if len(proof) != expected:
+        raise ProofError(f"proof of the last leaf of {size} has {len(proof)} nodes, not {expected}")
+    for position, node in enumerate(proof):
+        _check_hash(node, f"proof[{position}]")
+    tree = CompactTree.from_state(size - 1, list(reversed(proof)))
+    tree.append(leaf)
+    return tree
+
+
+def proof_ranges(first: int, size: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` subtrees PROOF(first, D[size]) is made of, in proof order: what to
+    fetch (e.g. from tiles) before :func:`consistency_proof_with` can run without waiting."""
+    ranges: list[tuple[int, int]] = []
+
+    def record(start: int, end: int) -> bytes:
+        ranges.append((start, end))
+        return EMPTY_ROOT
+
+    consistency_proof_with(first, size, record)
+    ranges.reverse()
+    return ranges

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 from cryptography import x509
 
 from ctstatus.ct.errors import DecodeError, ProofError
-from ctstatus.ct.merkle import EMPTY_ROOT, leaf_hash, node_hash, node_root
+from ctstatus.ct.merkle import (
+    EMPTY_ROOT,
+    CompactTree,
+    consistency_proof_with,
+    leaf_hash,
+    node_hash,
+    node_root,
+    proof_ranges,
+    verify_consistency,
+)
 from ctstatus.ct.structures import (
     CertificateChain,
     LogEntryType,
@@ -235,6 +244,46 @@ class TileTree:
         if value != self.root:
             raise ProofError(f"tiles do not hash to the root of the tree of size {self.size}")
         self._root_checked = True
+
+    async def range_hash(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) from the tiles, for the ranges proofs are made of (each split at
+        the largest power of two below its length falls on a multiple of it)."""
+        if not 0 <= start < end <= self.size:
+            raise ValueError(f"range {start}..{end} outside a tree of size {self.size}")
+        count = end - start
+        if count & (count - 1) == 0 and start % count == 0:
+            return await self._subtree(count.bit_length() - 1, start // count)
+        k = 1 << ((count - 1).bit_length() - 1)
+        if start % k:
+            raise ValueError(f"range {start}..{end} is not made of aligned subtrees")
+        left = await self.range_hash(start, start + k)
+        return node_hash(left, await self.range_hash(start + k, end))
+
+    async def compact_tree(self, size: int) -> CompactTree:
+        """The compact tree (right edge) of the first ``size`` leaves, read from the tiles of this
+        tree and NOT yet verified: :meth:`prove_prefix` its root before believing it."""
+        if not 0 <= size <= self.size:
+            raise ValueError(f"size {size} outside 0..{self.size}")
+        nodes: list[bytes] = []
+        offset = 0
+        for k in reversed(range(size.bit_length())):
+            if size >> k & 1:
+                nodes.append(await self._subtree(k, offset >> k))
+                offset += 1 << k
+        return CompactTree.from_state(size, nodes)
+
+    async def prove_prefix(self, first: int, first_root: bytes) -> None:
+        """Raise :class:`ProofError` unless the tree of ``first`` leaves with ``first_root`` is a
+        prefix of this one: the consistency proof, computed from the tiles, checked against both
+        roots (a static-ct-api log serves no proofs; its tiles are the proofs' material)."""
+        if first > self.size:
+            raise ProofError(f"tree of size {first} cannot be a prefix of one of {self.size}")
+        hashes: dict[tuple[int, int], bytes] = {}
+        if 0 < first < self.size:
+            for start, end in proof_ranges(first, self.size):
+                hashes[(start, end)] = await self.range_hash(start, end)
+        proof = consistency_proof_with(first, self.size, lambda s, e: hashes[(s, e)])
+        verify_consistency(first, self.size, first_root, self.root, proof)
 
     async def leaf_hashes(self, tile_index: int) -> tuple[bytes, ...]:
         """Level-0 tile ``tile_index``, checked against the root (raises :class:`ProofError`)."""

@@ -6,13 +6,24 @@ Every key is documented in docs/watch.md. Relative paths are relative to the fil
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ctstatus.config import describe_validation_error, read_toml
 from ctstatus.errors import ConfigError
+from ctstatus.watch.start import parse_start
+
+
+def _start(value: str | int | datetime) -> str | int | datetime:
+    parse_start(value)  # ValueError: pydantic reports it against the key
+    return value
+
+
+Start = Annotated[str | int | datetime, AfterValidator(_start)]
+"""``"end"``, ``"beginning"``, an entry index, or an RFC 3339 time (watch/start.py)."""
 
 
 class _Section(BaseModel):
@@ -51,6 +62,8 @@ class WatchConfig(_Section):
     check_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
     resolve: dict[str, str] = {}
+    start: Start = "end"
+    log_start: dict[str, Start] = {}
     history_days: Annotated[float, Field(ge=0, le=36_500)] = 90
     alerts: AlertsConfig = AlertsConfig()
 

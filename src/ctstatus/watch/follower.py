@@ -1,6 +1,9 @@
 """Follow one CT log durably, believing nothing the signed head does not prove.
 
-Like certspotter: fetch the STH (signature verified by :class:`LogClient`), download entries
+Like certspotter: fetch the STH (signature verified by :class:`LogClient`); a log seen for
+the first time starts where ``start`` says (:mod:`ctstatus.watch.start`) from a compact tree
+proven against the head, without reading the prefix; every later head must be proven
+consistent with the last verified one (``log.inconsistent``). Then download entries
 from the cursor in ordered batches (a few in flight, retries with backoff on 429/5xx are the
 client's), fold every leaf hash into the persisted compact tree and, when the download reaches
 the STH's size, require the recomputed root to equal the signed root. A mismatch rewinds to the
@@ -8,7 +11,7 @@ last verified position and opens ``log.root_mismatch``; a head smaller than, or 
 the size of, a verified one is ``log.tree_shrunk`` / ``log.fork``. Entries and the cursor that
 covers them are one transaction (batches grouped while the log keeps up, see
 :class:`FollowSettings`), so a kill -9 anywhere costs at most the uncommitted group, downloaded
-again on restart.
+again on restart. Only watched entries are stored; the rest only move the cursor.
 """
 
 from __future__ import annotations
@@ -22,14 +25,26 @@ from dataclasses import dataclass, field
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import LogClient
+from ctstatus.ct.errors import DecodeError, ProofError
 from ctstatus.ct.merkle import CompactTree
 from ctstatus.ct.reader import LogEntry, TileTree
 from ctstatus.ct.structures import SignedTreeHead
 from ctstatus.ct.tiles import TILE_WIDTH
-from ctstatus.ct.transport import InvalidLogData, InvalidSth, LogError, LogMalformedResponse
+from ctstatus.ct.transport import (
+    InvalidLogData,
+    InvalidProof,
+    InvalidSth,
+    LogError,
+    LogMalformedResponse,
+)
 from ctstatus.watch.entries import parse_entry
 from ctstatus.watch.problems import Code, Finding
-from ctstatus.watch.store import EntryRow, WatchStore
+from ctstatus.watch.start import BEGINNING, StartAt, start_index
+from ctstatus.watch.store import EntryRow, LogCursor, WatchStore
+
+
+class _Inconsistent(Exception):
+    """A new head not proven to extend the verified one."""
 
 
 @dataclass
@@ -56,6 +71,9 @@ class FollowSettings:
     commit_entries: int = 100_000
     commit_seconds: float = 5.0
     idle_seconds: float = 0.005
+    # Where a log seen for the first time is followed from (watch.toml's ``start``, whose
+    # default is "end"; a follower built directly reads from the beginning).
+    start: StartAt = BEGINNING
 
 
 _GC_GEN0 = 50_000
@@ -122,6 +140,9 @@ class LogFollower:
             await self._poll(result)
         except InvalidSth as exc:
             result.findings.append(Finding(Code.LOG_BAD_STH, str(exc), {"error": str(exc)}))
+        except _Inconsistent as exc:
+            message, evidence = exc.args
+            result.findings.append(Finding(Code.LOG_INCONSISTENT, message, evidence))
         except InvalidLogData as exc:  # tiles or proofs that do not match the signed root
             result.findings.append(Finding(Code.LOG_ROOT_MISMATCH, str(exc), {"error": str(exc)}))
         except LogMalformedResponse as exc:
@@ -132,14 +153,19 @@ class LogFollower:
         return result
 
     async def _poll(self, result: FollowResult) -> None:
+        tiles: TileTree | None = None
         if self.tiled:  # static-ct-api: the checkpoint, its tiles proven against its root
             sth = (await self.client.get_checkpoint())[1]
-            self._tiles = (sth, self.client.tile_tree(sth))
+            tiles = self.client.tile_tree(sth)
+            self._tiles = (sth, tiles)
         else:
             sth = await self.client.get_sth()
         result.tree_size = sth.tree_size
-        endpoint = self.client.endpoint
-        cursor = self.store.cursor(self.log_id, endpoint.name, endpoint.url)
+        cursor = self.store.find_cursor(self.log_id)
+        if cursor is None:
+            cursor = await self._start(sth, tiles)
+            if cursor is None:
+                return  # the log has not reached the configured start index yet
         verified = cursor.verified
         result.verified_size = verified.size
         evidence = {
@@ -161,10 +187,74 @@ class LogFollower:
             message = f"two signed heads of size {sth.tree_size} with different roots"
             result.findings.append(Finding(Code.LOG_FORK, message, evidence))
             return
+        if sth.tree_size > verified.size > 0 and cursor.verified_root is not None:
+            await self._prove_consistent(verified.size, cursor.verified_root, sth, tiles, evidence)
         if sth.tree_size <= cursor.download.size:
             return  # nothing new (or an older head than one we already downloaded to)
         with _fewer_collections():
             await self._download(cursor.download.copy(), verified.size, sth, result, evidence)
+
+    async def _start(self, sth: SignedTreeHead, tiles: TileTree | None) -> LogCursor | None:
+        """A log seen for the first time: its cursor at the configured start, from a compact
+        tree proven against ``sth`` (the path of the start's last leaf and a consistency proof,
+        or the hash tiles), without reading the entries before it."""
+        index = await start_index(self.client, sth, self.settings.start, tiles)
+        if index is None:
+            return None
+        endpoint = self.client.endpoint
+        if index == 0:  # from the beginning: nothing to prove yet
+            return self.store.start_cursor(
+                self.log_id, endpoint.name, endpoint.url, CompactTree(), None, None
+            )
+        if tiles is None:
+            tree = await self.client.compact_tree_at(index, sth)
+        else:
+            try:
+                tree = await tiles.compact_tree(index)
+                await tiles.prove_prefix(index, tree.root())
+            except ProofError as exc:
+                raise InvalidProof(
+                    f"the tiles' right edge at {index} is not proven by the checkpoint",
+                    extra=str(exc),
+                    log=self.client.name,
+                ) from None
+            except DecodeError as exc:
+                raise LogMalformedResponse("tile", str(exc), log=self.client.name) from None
+        at_head = index == sth.tree_size
+        return self.store.start_cursor(
+            self.log_id,
+            endpoint.name,
+            endpoint.url,
+            tree,
+            tree.root(),
+            sth.timestamp if at_head else None,
+        )
+
+    async def _prove_consistent(
+        self,
+        size: int,
+        root: bytes,
+        sth: SignedTreeHead,
+        tiles: TileTree | None,
+        evidence: dict[str, object],
+    ) -> None:
+        """The new head extends the verified tree: get-sth-consistency, or for a tiled log the
+        same proof computed from its tiles; ``log.inconsistent`` otherwise."""
+        try:
+            if tiles is None:
+                await self.client.prove_consistent(size, root, sth)
+            else:
+                await tiles.prove_prefix(size, root)
+        except InvalidProof as exc:
+            why = exc.extra or str(exc)
+        except ProofError as exc:
+            why = str(exc)
+        except DecodeError as exc:
+            raise LogMalformedResponse("tile", str(exc), log=self.client.name) from None
+        else:
+            return
+        message = f"head of size {sth.tree_size} is not proven to extend the verified {size}"
+        raise _Inconsistent(message, evidence | {"error": why})
 
     async def _fetch(self, start: int, end: int) -> list[LogEntry]:
         if self._tiles is not None:
@@ -185,7 +275,8 @@ class LogFollower:
             batch = TILE_WIDTH * max(1, batch // TILE_WIDTH)
         starts = list(range(tree.size, size, batch))
         pending: dict[int, asyncio.Task[list[LogEntry]]] = {}
-        rows: list[EntryRow] = []  # indexed, not yet committed: they end at tree.size
+        rows: list[EntryRow] = []  # watched, not yet committed: they end at tree.size
+        committed = tree.size  # the download size in the database
         timer = self.client.timer  # durations (the clock keeps whole seconds)
         committed_at = timer.now()
         try:
@@ -198,17 +289,19 @@ class LogFollower:
                 batch_entries = await pending.pop(start)
                 # idle: the wait less our own work in it (reading responses is work)
                 idle = timer.now() - asked - (time.process_time() - cpu)
-                rows += self._index(batch_entries, result)
+                rows += [r for r in self._index(batch_entries, result) if r.watched]
                 tree.extend(e.leaf_hash for e in batch_entries)
                 result.downloaded += len(batch_entries)
                 if tree.size < size:
                     if (
-                        len(rows) >= self.settings.commit_entries
+                        tree.size - committed >= self.settings.commit_entries
                         or timer.now() - committed_at >= self.settings.commit_seconds
                         or idle >= self.settings.idle_seconds
                     ):
-                        self.store.commit_batch(self.log_id, rows, tree, now=self._now())
-                        rows, committed_at = [], timer.now()
+                        self.store.commit_batch(
+                            self.log_id, rows, tree, now=self._now(), since=committed
+                        )
+                        rows, committed, committed_at = [], tree.size, timer.now()
                     continue
                 root = tree.root()
                 if root != sth.root_hash:
@@ -221,9 +314,8 @@ class LogFollower:
                     evidence = evidence | {"recomputed_root": root.hex(), "dropped": dropped}
                     result.findings.append(Finding(Code.LOG_ROOT_MISMATCH, message, evidence))
                     return
-                committed = tree.size - len(rows)
                 earlier = self.store.unverified_watched(self.log_id, verified_size, committed)
-                newly = earlier + [r for r in rows if r.watched]
+                newly = earlier + rows
                 self.store.commit_batch(
                     self.log_id,
                     rows,
@@ -231,6 +323,7 @@ class LogFollower:
                     now=self._now(),
                     verified=(tree, root, sth.timestamp),
                     queue=[(r, self._due(r)) for r in newly],
+                    since=committed,
                 )
                 result.verified_size = size
         finally:

@@ -67,6 +67,7 @@ class Code(enum.StrEnum):
     LOG_ROOT_MISMATCH = "log.root_mismatch"
     LOG_SHRUNK = "log.tree_shrunk"
     LOG_FORK = "log.fork"
+    LOG_INCONSISTENT = "log.inconsistent"  # a later head not proven to extend a verified one
     LOG_MALFORMED = "log.malformed"
     ENTRY_UNPARSEABLE = "entry.unparseable"
     # reconciliation with our ledger
@@ -83,6 +84,7 @@ SEVERITY.update(
         Code.CRL_REVOKED_OCSP_GOOD: Severity.CRITICAL,
         Code.LOG_ROOT_MISMATCH: Severity.CRITICAL,
         Code.LOG_FORK: Severity.CRITICAL,
+        Code.LOG_INCONSISTENT: Severity.CRITICAL,
         Code.LOG_SHRUNK: Severity.CRITICAL,
         Code.LOG_BAD_STH: Severity.CRITICAL,
         Code.ORPHAN: Severity.CRITICAL,

@@ -5,7 +5,9 @@ answers; logs publish limits and answer 429 beyond them. The bucket holds the wa
 ``log_requests_per_second`` (or a per-log override) with a burst of one second's worth, and is
 awaited by :class:`~ctstatus.ct.client.LogClient` before every attempt -- get-sth, get-entries,
 checkpoints, hash and data tiles, retries included. 429/5xx backoff (at least ``Retry-After``)
-stays the client's :class:`~ctstatus.ct.transport.RetryPolicy`.
+stays the client's :class:`~ctstatus.ct.transport.RetryPolicy`; a ``Retry-After`` is also
+passed to :meth:`TokenBucket.pause`, which holds every request to that log (the other
+in-flight ones included) until it has passed: a log asking for a pause means all of us.
 
 It is the virtual-scheduling form of a token bucket (GCRA): each caller reserves the next slot
 and sleeps until it, so waiters are served in order and a reservation needs no lock. Time and
@@ -29,6 +31,12 @@ class TokenBucket:
         self._interval = 1.0 / rate
         self._tolerance = (self.burst - 1.0) * self._interval
         self._tat: float | None = None  # theoretical arrival time of the next request
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every later slot until ``seconds`` from now (a log's Retry-After)."""
+        if seconds > 0:
+            self._paused_until = max(self._paused_until, self.timer.now() + seconds)
 
     def reserve(self) -> float:
         """Take the next slot; the seconds to wait before using it (0: now)."""
@@ -38,7 +46,10 @@ class TokenBucket:
         return max(0.0, tat - self._tolerance - now)
 
     async def acquire(self) -> None:
-        """Wait for a slot (cancelling the wait forfeits it, which only slows later callers)."""
+        """Wait out any pause, then for a slot (cancelling the wait forfeits the slot, which
+        only slows later callers)."""
+        while (paused := self._paused_until - self.timer.now()) > 0:
+            await self.timer.sleep(paused)  # a pause may be extended while we sleep
         wait = self.reserve()
         if wait > 0:
             await self.timer.sleep(wait)

@@ -7,6 +7,7 @@ the watcher (so the daemon's passes share it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.lean import LeanHttp
 from ctstatus.watch.ratelimit import TokenBucket
+from ctstatus.watch.start import StartAt, parse_start
 from ctstatus.watch.store import WatchStore
 
 DAY = 86_400.0
@@ -88,6 +90,7 @@ class Watcher:
         self._trimmed_at: float | None = None
         log_list = read_log_list(config.log_list, base)
         rates = log_rates(config, log_list)  # a config error before anything is opened
+        starts = log_starts(config, log_list)
         self.store = WatchStore.open(_database_url(config.database, base))
         watched_certs = (
             {} if isinstance(config.issuers, str) else _issuer_keys(config.issuers, base)
@@ -111,6 +114,7 @@ class Watcher:
         self._follow_settings = settings
         self.logs = []
         self.buckets: dict[str, TokenBucket] = {}  # by log URL: one per log, for every pass
+        self.starts: dict[str, StartAt] = {}  # by log URL: where a new log is followed from
         for log in log_list.logs:
             if config.logs and not {log.description, log.url, log.log_id_b64} & set(config.logs):
                 continue
@@ -118,6 +122,7 @@ class Watcher:
             endpoint = LogEndpoint.from_log(log)
             self.logs.append(endpoint)
             self.buckets[endpoint.url] = TokenBucket(rates[log.log_id_b64], timer=self.timer)
+            self.starts[endpoint.url] = starts[log.log_id_b64]
         self.checker = Checker(
             self.store,
             None,
@@ -162,10 +167,11 @@ class Watcher:
                         retry=self._retry,
                         limits=self._limits,
                         throttle=self.buckets[endpoint.url].acquire,
+                        on_retry_after=self.buckets[endpoint.url].pause,
                     ),
                     self.store,
                     self.watched,
-                    self._follow_settings,
+                    dataclasses.replace(self._follow_settings, start=self.starts[endpoint.url]),
                     clock=self.clock,
                 )
                 for endpoint in self.logs
@@ -220,6 +226,30 @@ def log_rates(config: WatchConfig, log_list: LogList) -> dict[str, float]:
         log.log_id_b64: min(overrides.get(log.log_id_b64, [config.log_requests_per_second]))
         for log in log_list.logs
     }
+
+
+def log_starts(config: WatchConfig, log_list: LogList) -> dict[str, StartAt]:
+    """Where each log of the list (by base64 log ID) is followed from if it has no cursor yet:
+    ``start``, or the ``log_start`` entry naming it (the same names as ``log_rate_limits``;
+    a key naming no log, or two keys naming one log, is a config error)."""
+    chosen: dict[str, tuple[str, StartAt]] = {}
+    for key, value in config.log_start.items():
+        named = [log for log in log_list.logs if key.rstrip("/") in _names(log)]
+        if not named:
+            raise ConfigError(
+                f"log_start names {key!r}, which is no log of the log list",
+                "use a log's description, URL or base64 log ID",
+            )
+        for log in named:
+            if log.log_id_b64 in chosen and chosen[log.log_id_b64][0] != key:
+                raise ConfigError(
+                    f"log_start names log {log.description!r} twice "
+                    f"({chosen[log.log_id_b64][0]!r} and {key!r})",
+                    "keep one entry per log",
+                )
+            chosen[log.log_id_b64] = (key, parse_start(value))
+    default = parse_start(config.start)
+    return {log.log_id_b64: chosen.get(log.log_id_b64, ("", default))[1] for log in log_list.logs}
 
 
 def _names(log: Log) -> set[str]:

@@ -8,9 +8,11 @@ written in ONE transaction
 (:meth:`WatchStore.commit_batch`), so a restart resumes exactly after the last committed entry
 -- no gap, no duplicate (the unique ``(log_id, idx)`` key would refuse one anyway).
 
-Each log has two positions, as in certspotter: ``download`` (entries stored, compact tree over
+Each log has two positions, as in certspotter: ``download`` (entries read, compact tree over
 them) and ``verified`` (the prefix whose recomputed root equalled a signed tree head). Only
-verified entries are queued for status checks.
+verified entries are queued for status checks. Only entries of watched issuers get a row: for
+the rest of a log (billions of entries) the cursor and its compact tree are all that is kept,
+so storage grows with what is watched, not with the log.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ logs = sa.Table(
     sa.Column("verified_nodes", sa.Text, nullable=False, default="[]"),
     sa.Column("verified_sth_ms", sa.BigInteger, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False, default=0.0),
+    # where following began (migration 0003): entries below it were never read
+    sa.Column("start_index", sa.BigInteger, nullable=False, server_default=sa.text("0")),
 )
 
 issuers = sa.Table(
@@ -138,6 +142,7 @@ class LogCursor:
     verified: CompactTree
     verified_root: bytes | None
     verified_sth_ms: int | None
+    start_index: int = 0
 
 
 class EntryRow(NamedTuple):
@@ -319,18 +324,54 @@ class WatchStore:
 
     def cursor(self, log_id: str, name: str, url: str) -> LogCursor:
         """The log's cursor, created at zero the first time the log is seen."""
-        with self._write() as conn:
+        found = self.find_cursor(log_id)
+        if found is not None:
+            return found
+        return self.start_cursor(log_id, name, url, CompactTree(), None, None)
+
+    def find_cursor(self, log_id: str) -> LogCursor | None:
+        """The log's cursor, or None if the log was never followed."""
+        with self._read() as conn:
             row = conn.execute(sa.select(logs).where(logs.c.log_id == log_id)).mappings().first()
-            if row is None:
-                conn.execute(sa.insert(logs).values(log_id=log_id, name=name, url=url))
-                return LogCursor(log_id, CompactTree(), CompactTree(), None, None)
-            return LogCursor(
-                log_id,
-                CompactTree.from_state(int(row["download_size"]), _nodes(row["download_nodes"])),
-                CompactTree.from_state(int(row["verified_size"]), _nodes(row["verified_nodes"])),
-                row["verified_root"],
-                row["verified_sth_ms"],
+        if row is None:
+            return None
+        return LogCursor(
+            log_id,
+            CompactTree.from_state(int(row["download_size"]), _nodes(row["download_nodes"])),
+            CompactTree.from_state(int(row["verified_size"]), _nodes(row["verified_nodes"])),
+            row["verified_root"],
+            row["verified_sth_ms"],
+            int(row["start_index"]),
+        )
+
+    def start_cursor(
+        self,
+        log_id: str,
+        name: str,
+        url: str,
+        tree: CompactTree,
+        root: bytes | None,
+        sth_ms: int | None,
+    ) -> LogCursor:
+        """A new log's cursor at ``tree`` (a verified right edge, ``root`` its root), downloaded
+        and verified up to there; a second watcher starting the same log at once is refused."""
+        nodes = _text(tree)
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(logs).values(
+                    log_id=log_id,
+                    name=name,
+                    url=url,
+                    download_size=tree.size,
+                    download_nodes=nodes,
+                    verified_size=tree.size,
+                    verified_nodes=nodes,
+                    verified_root=root,
+                    verified_sth_ms=sth_ms,
+                    start_index=tree.size,
+                )
             )
+        return LogCursor(log_id, tree.copy(), tree.copy(), root, sth_ms, tree.size)
 
     def commit_batch(
         self,
@@ -341,9 +382,12 @@ class WatchStore:
         now: float,
         verified: tuple[CompactTree, bytes, int] | None = None,
         queue: Iterable[tuple[EntryRow, float]] = (),
+        since: int | None = None,
     ) -> None:
         """Entries, the download cursor after them (and, if reached, the verified position and
-        the newly verified watched entries to queue) in one transaction."""
+        the newly verified watched entries to queue) in one transaction. ``since`` is the
+        download size these entries follow (default: ``rows`` are every entry in between)."""
+        expected = download.size - len(rows) if since is None else since
         with self._write() as conn:
             if rows and self._sqlite:  # the driver's executemany: no per-row SQLAlchemy work
                 head = (log_id,)  # + an EntryRow is a row in column order when info is None
@@ -366,7 +410,7 @@ class WatchStore:
                 }
             updated = conn.execute(
                 sa.update(logs)
-                .where(logs.c.log_id == log_id, logs.c.download_size == download.size - len(rows))
+                .where(logs.c.log_id == log_id, logs.c.download_size == expected)
                 .values(**values)
             )
             if updated.rowcount != 1:
