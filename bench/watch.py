@@ -185,7 +185,7 @@ def run_ours(work: Path, log_list: Path, other: Path, entries: int) -> dict[str,
     config = work / "watch.toml"
     config.write_text(
         f'database = "sqlite:///{work / "watch.db"}"\nlog_list = "{log_list}"\n'
-        f'issuers = ["{other}"]\nbatch_size = 1000\ndownload_concurrency = 4\n'
+        f'issuers = ["{other}"]\nbatch_size = 1000\ndownload_concurrency = 4\nstart = "beginning"\n'
         # our own loopback log, and certspotter is not throttled either: no 20 requests/s cap
         "timeout_seconds = 60\nlog_requests_per_second = 10000\n[alerts]\nstdout = false\n"
     )

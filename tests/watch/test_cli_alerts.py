@@ -49,7 +49,7 @@ def test_once_exits_1_on_new_problems_then_0(tmp_path: Path, logs: Logs) -> None
     config = tmp_path / "watch.toml"
     config.write_text(
         f'database = "sqlite:///watch.db"\nlog_list = "{logs.log_list}"\n'
-        "grace_seconds = 0\ntimeout_seconds = 2\n"
+        'grace_seconds = 0\ntimeout_seconds = 2\nstart = "beginning"\n'
     )
     first = run("watch", "--once", "-c", config)
     assert first.returncode == 1, first.stdout + first.stderr

@@ -75,15 +75,23 @@ def _log_ids(store: WatchStore) -> list[str]:
         return [r[0] for r in conn.exec_driver_sql("SELECT log_id FROM watch_logs")]
 
 
-def test_wrong_root_is_caught_and_rewound(tmp_path: Path, logs: Logs, ca: WatchCa) -> None:
+def test_wrong_root_is_caught_by_the_consistency_proof(
+    tmp_path: Path, logs: Logs, ca: WatchCa
+) -> None:
+    """A later head over a wrong root: get-sth-consistency cannot prove it extends the verified
+    tree, so nothing is downloaded against it (a wrong root with no verified head yet, and
+    entries that do not hash to an honest root, are log.root_mismatch: tests below and in
+    test_synthetic_log.py)."""
     store = WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}")
     fill(logs, ca, 5)
     assert poll(logs, store).verified_size == 5
     size = fill(logs, ca, 6)
     logs.set_faults(LOG, sth="wrong_root")
     lying = poll(logs, store)
-    assert [f.code.value for f in lying.findings] == ["log.root_mismatch"]
-    assert lying.findings[0].evidence["dropped"] == 6
+    assert [f.code.value for f in lying.findings] == ["log.inconsistent"]
+    assert lying.findings[0].evidence["verified_size"] == 5
+    assert lying.findings[0].evidence["sth_size"] == size
+    assert lying.downloaded == 0
     assert store.entry_count() == 5  # nothing past the verified position is kept
     assert store.cert_count() == 5  # and nothing unverified was queued for checks
     logs.set_faults(LOG)
@@ -91,8 +99,24 @@ def test_wrong_root_is_caught_and_rewound(tmp_path: Path, logs: Logs, ca: WatchC
     assert honest.verified_size == size
     open_codes = codes(store)
     assert open_codes == set()
-    resolved = [p for p in store.problems() if p.code == "log.root_mismatch"]
+    resolved = [p for p in store.problems() if p.code == "log.inconsistent"]
     assert resolved[0].resolved_at is not None
+
+
+def test_wrong_root_before_any_verified_head_is_a_root_mismatch(
+    tmp_path: Path, logs: Logs, ca: WatchCa
+) -> None:
+    store = WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}")
+    size = fill(logs, ca, 6)
+    logs.set_faults(LOG, sth="wrong_root")
+    lying = poll(logs, store)
+    assert [f.code.value for f in lying.findings] == ["log.root_mismatch"]
+    assert lying.findings[0].evidence["dropped"] == 6
+    assert store.entry_count() == 0
+    assert store.cert_count() == 0
+    logs.set_faults(LOG)
+    assert poll(logs, store).verified_size == size
+    assert codes(store) == set()
 
 
 def test_fork_and_bad_signature(tmp_path: Path, logs: Logs, ca: WatchCa) -> None:
@@ -117,7 +141,7 @@ def test_kill_9_then_restart_leaves_no_gap_and_no_duplicate(
     config = tmp_path / "watch.toml"
     config.write_text(
         f'database = "sqlite:///{tmp_path / "w.db"}"\nlog_list = "{logs.log_list}"\n'
-        "batch_size = 3\ndownload_concurrency = 2\ngrace_seconds = 86400\n"
+        'batch_size = 3\ndownload_concurrency = 2\ngrace_seconds = 86400\nstart = "beginning"\n'
         "[alerts]\nstdout = false\n"
     )
     command = [str(Path(sys.executable).parent / "ctstatus"), "watch", "--once", "-c", config]

@@ -112,7 +112,10 @@ def test_the_watcher_loop_trims_history_days(tmp_path: Path) -> None:
     clock = FrozenClock(datetime(2026, 11, 1, tzinfo=UTC))
     now = clock().timestamp()
     config = WatchConfig(
-        database=f"sqlite:///{tmp_path / 'w.db'}", log_list=str(log_list), history_days=30
+        database=f"sqlite:///{tmp_path / 'w.db'}",
+        log_list=str(log_list),
+        history_days=30,
+        start="beginning",
     )
     watcher = Watcher(config, tmp_path, clock=clock, senders=[])
     try:

@@ -53,6 +53,7 @@ def watched(
     config = WatchConfig(
         database=f"sqlite:///{work / 'watch.db'}",
         log_list=str(logs.log_list),
+        start="beginning",
         grace_seconds=0,
         timeout_seconds=1,
         alerts={"stdout": False},

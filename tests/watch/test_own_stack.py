@@ -90,6 +90,7 @@ def watcher_for(stack: OwnStack) -> Watcher:
     config = WatchConfig(
         database=f"sqlite:///{stack.work / 'watch.db'}",
         log_list=str(stack.logs.log_list),
+        start="beginning",
         issuers=[issuing],
         own_issuers=[issuing],
         grace_seconds=900,

@@ -258,6 +258,7 @@ def test_watcher_backs_off_a_rate_limiting_ctstatus_log(tmp_path: Path) -> None:
         config = WatchConfig(
             database=f"sqlite:///{tmp_path / 'w.db'}",
             log_list=str(logs.log_list),
+            start="beginning",
             alerts={"stdout": False},
         )
         timer = FakeTimer()

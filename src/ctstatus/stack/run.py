@@ -165,6 +165,7 @@ async def run_stack(
                 issuers=[issuing_path],
                 own_issuers=[issuing_path],
                 grace_seconds=0,
+                start="beginning",  # our own logs: every entry is ours to check
                 poll_seconds=max(1.0, options.watch_poll_seconds),
                 recheck_seconds=60,
                 timeout_seconds=5,
