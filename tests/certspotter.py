@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,7 @@ def run_certspotter(
     *,
     done: Callable[[str, int], bool],
     seconds: float,
+    extra_args: Sequence[str] = (),
 ) -> CertspotterPass:
     """One pass in ``work`` (its state, config and events live there) until ``done(stderr,
     events so far)`` or ``seconds`` pass; then SIGINT and collect."""
@@ -78,7 +79,7 @@ def run_certspotter(
         process = subprocess.Popen(
             [binary, "-logs", str(log_list), "-state_dir", str(work / "state"),
              "-watchlist", str(config / "watchlist"), "-script", str(hook),
-             "-stdout", "-verbose"],
+             "-stdout", "-verbose", *extra_args],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
