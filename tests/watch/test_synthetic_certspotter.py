@@ -8,7 +8,6 @@ entries appended after its start (and only those).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
