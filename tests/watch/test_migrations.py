@@ -253,3 +253,41 @@ def test_only_watched_entries_are_indexed_by_serial(url: str) -> None:
             assert "WHERE (watched IS TRUE)" in definition
         names = {i["name"] for i in sa.inspect(conn).get_indexes("watch_entries")}
         assert "watch_entries_serial" not in names
+
+
+def test_0003_keeps_per_entry_rows_and_starts_old_logs_at_zero(url: str) -> None:
+    """Migration 0003: a database whose logs were followed from 0 with a row per entry (watched
+    or not) keeps every row, its logs read as started at 0, and following resumes after them."""
+    from ctstatus.ct.merkle import CompactTree
+    from ctstatus.watch.store import EntryRow
+
+    _old_database(url)
+    engine = create_ledger_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(schema.entries),
+                [
+                    EntryRow(0, False, 1, "cd" * 32, "01", b"t" * 32, False, None, None).values(
+                        "ab" * 32
+                    )
+                ],
+            )
+    finally:
+        engine.dispose()
+    with WatchStore.open(url) as store:
+        assert current_revision(store.engine) == head_revision()
+        assert schema_diff(store.engine) == []
+        cursor = store.find_cursor("ab" * 32)
+        assert cursor is not None
+        assert (cursor.start_index, cursor.download.size) == (0, 1)
+        assert store.entry_indexes("ab" * 32) == [0]  # the unwatched row is kept
+        tree = cursor.download.copy()
+        tree.extend([bytes([0x22]) * 32, bytes([0x33]) * 32])
+        watched = EntryRow(2, True, 2, "cd" * 32, "02", b"u" * 32, True, {"serial": "02"}, b"d")
+        store.commit_batch("ab" * 32, [watched], tree, now=9.0, since=1)  # entry 1: no row
+        assert store.entry_indexes("ab" * 32) == [0, 2]
+        resumed = store.find_cursor("ab" * 32)
+        assert resumed is not None
+        assert resumed.download.state() == tree.state()
+        assert isinstance(resumed.download, CompactTree)

@@ -274,3 +274,72 @@ def test_watcher_backs_off_a_rate_limiting_ctstatus_log(tmp_path: Path) -> None:
         assert timer.sleeps == [40.0, 40.0]
     finally:
         stop_logs(logs)
+
+
+# -- a Retry-After pauses every request to the log ---------------------------------------
+
+
+def test_a_pause_holds_every_later_request_until_it_ends() -> None:
+    timer = FakeTimer()
+    bucket = RecordingBucket(100.0, timer=timer)
+
+    async def run() -> None:
+        await bucket.acquire()  # a request in flight when the log says 429, Retry-After: 20
+        bucket.pause(20.0)
+        bucket.pause(5.0)  # a shorter pause from another answer does not cut it short
+        await asyncio.gather(bucket.acquire(), bucket.acquire())  # the log's other requests
+
+    asyncio.run(run())
+    assert bucket.slots[0] == 0.0
+    assert all(slot >= 20.0 for slot in bucket.slots[1:]), bucket.slots
+    assert len(bucket.slots) == 3
+
+
+def test_a_pause_extended_while_waiting_is_waited_out() -> None:
+    timer = FakeTimer()
+    bucket = RecordingBucket(100.0, timer=timer)
+
+    async def run() -> None:
+        bucket.pause(10.0)
+        waiter = asyncio.create_task(bucket.acquire())
+        await asyncio.sleep(0)  # the waiter sleeps towards t=10
+        bucket.pause(30.0)  # from t=10 (the fake clock moved): until 40
+        await waiter
+
+    asyncio.run(run())
+    assert bucket.slots == [40.0]
+
+
+def test_the_client_reports_each_retry_after_to_the_log_pause(
+    tmp_path: Path, server: fakelog.FakeLogServer, ca: fakelog.TestCa
+) -> None:
+    """What the Watcher wires: ``on_retry_after=bucket.pause``, so a 429 on one request holds
+    the log's other requests (in flight or not yet sent) for as long as the log asked."""
+    log = filled(server, ca, 3)
+    log.fail("get-sth", fakelog.status(429, "slow down", retry_after="25"))
+    timer = FakeTimer()
+    bucket = RecordingBucket(100.0, timer=timer)
+    paused: list[float] = []
+
+    def pause(seconds: float) -> None:
+        paused.append(seconds)
+        bucket.pause(seconds)
+
+    async def run() -> FollowResult:
+        async with new_http_session() as http:
+            client = LogClient(
+                LogEndpoint.from_log(log.as_log("test operator")),
+                http,
+                timer=timer,
+                retry=WATCHER_RETRY,
+                throttle=bucket.acquire,
+                on_retry_after=pause,
+            )
+            with WatchStore.open(f"sqlite:///{tmp_path / 'w.db'}") as store:
+                return await LogFollower(client, store, "all").poll()
+
+    result = asyncio.run(run())
+    assert (result.verified_size, result.findings) == (3, [])
+    assert paused == [25.0]
+    assert bucket.slots[0] == 0.0
+    assert all(slot >= 25.0 for slot in bucket.slots[1:]), bucket.slots

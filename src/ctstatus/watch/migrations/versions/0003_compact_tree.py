@@ -24,11 +24,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    with op.batch_alter_table("watch_logs") as batch:
-        batch.add_column(
-            sa.Column("start_index", sa.BigInteger, nullable=False, server_default=sa.text("0"))
-        )
+def upgrade() -> None:  # a plain ADD COLUMN (with its default) on SQLite and PostgreSQL
+    op.add_column(
+        "watch_logs",
+        sa.Column("start_index", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    )
 
 
 def downgrade() -> None:
