@@ -261,3 +261,36 @@ def test_entries_of_unknown_type_are_opaque_and_bad_ones_fail() -> None:
     with pytest.raises(ValueError, match=r"MerkleTreeLeaf|TimestampedEntry|trailing|truncated"):
         decode_entry(0, bytes([0, 0]) + bytes(8) + bytes(2) + b"\x00", b"")
     assert describe_certificate(b"garbage").error.startswith("unparseable certificate")
+
+
+# -- the right edge and consistency from tiles ------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(min_value=1, max_value=1500), data=st.data())
+@example(size=512, data=None)
+@example(size=513, data=None)
+def test_tile_tree_right_edge_and_consistency(size: int, data: Any) -> None:
+    from ctstatus.ct.merkle import CompactTree
+
+    rng = random.Random(size)
+    hashes = [rng.randbytes(32) for _ in range(size)]
+    levels, top = _levels(hashes), root(hashes)
+    first = size if data is None else data.draw(st.integers(min_value=0, max_value=size))
+    tree = TileTree(size, top, _fetcher(levels))
+    edge = asyncio.run(tree.compact_tree(first))
+    expected = CompactTree()
+    expected.extend(hashes[:first])
+    assert edge.state() == expected.state()
+    asyncio.run(tree.prove_prefix(first, edge.root()))  # the honest prefix is proven
+    if first:
+        with pytest.raises(ProofError):
+            asyncio.run(tree.prove_prefix(first, bytes(32)))  # another root for it is not
+    if 0 < first < size:  # a forged hash anywhere the proof uses is caught
+        forged = [list(level) for level in levels]
+        for level, hashes_at in enumerate(forged):  # the stored hash over the last leaf
+            if (size - 1) >> (8 * level) < len(hashes_at):
+                hashes_at[(size - 1) >> (8 * level)] = bytes(32)
+        liar = TileTree(size, top, _fetcher(forged))
+        with pytest.raises(ProofError):
+            asyncio.run(liar.prove_prefix(first, edge.root()))

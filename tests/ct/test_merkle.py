@@ -357,3 +357,30 @@ def test_proofs_from_stored_subtree_hashes_match() -> None:
     for first in (1, 2, 100, 256, 299, 300, 0):
         expected = naive_proof(first, leaves) if 0 < first < 300 else []
         assert merkle.consistency_proof_with(first, 300, subtree_hash) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(min_value=1, max_value=700))
+def test_right_edge_from_the_last_leafs_path(size: int) -> None:
+    """The path of leaf size-1 in tree size is the compact tree of size-1, smallest first."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    tree = merkle.compact_tree_from_last_leaf(size, leaves[-1], inclusion_proof(size - 1, leaves))
+    expected = CompactTree()
+    expected.extend(leaves)
+    assert tree.state() == expected.state()
+    assert tree.root() == root(leaves)
+    for first in (0, size // 3, size):
+        ranges = merkle.proof_ranges(first, size)
+        proof = consistency_proof(first, leaves)
+        assert [root(leaves[s:e]) for s, e in ranges] == proof
+
+
+def test_right_edge_refuses_a_path_of_the_wrong_length() -> None:
+    leaves = [leaf_hash(bytes([i])) for i in range(6)]
+    path = inclusion_proof(5, leaves)
+    with pytest.raises(ProofError, match="nodes, not"):
+        merkle.compact_tree_from_last_leaf(6, leaves[-1], path[:-1])
+    with pytest.raises(ProofError):
+        merkle.compact_tree_from_last_leaf(0, leaves[-1], [])
+    with pytest.raises(ProofError):
+        merkle.compact_tree_from_last_leaf(6, b"short", path)
