@@ -41,7 +41,7 @@ def test_accepted(value: object, expected: StartAt) -> None:
         ("start", 'not "end"'),
         ("2026-12-01", 'not "end"'),  # a date is not a point in time
         ("2026-12-01T00:00:00", "no UTC offset"),
-        (datetime(2026, 12, 1), "no UTC offset"),  # noqa: DTZ001
+        (datetime(2026, 12, 1), "no UTC offset"),
         (-1, "negative"),
         (True, "must be"),
         (1.5, "must be"),
