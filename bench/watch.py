@@ -2,6 +2,7 @@
 and OCSP status checks/s against our own responder.
 
     .venv/bin/python bench/watch.py [--entries 1000000] [--pool 2000] [--checks 2000]
+                                    [--storage] [--skip-follow] [--skip-ocsp]
 
 1. Fill: ``ctstatus log init`` (one log), then N precert entries written straight into the log's
    store through ``ctlog.storage.LogStore`` (a pool of distinct real precertificates, reused
@@ -11,7 +12,9 @@ and OCSP status checks/s against our own responder.
 3. Our watcher (``ctstatus watch --once``, pinned to core 1) follows the log from zero: verified
    STH, get-entries, every entry parsed and indexed, root recomputed. Then certspotter (pinned to
    core 1, fresh state, a watchlist matching nothing) does the same; it polls once at start and
-   is stopped (SIGINT) once its state shows the whole tree verified.
+   is stopped (SIGINT) once its state shows the whole tree verified. Storage: the watcher
+   database's bytes per followed entry (rows for watched entries only) and certspotter's state
+   directory's; with ``--storage`` the watcher follows again with every issuer watched.
 4. OCSP: a real instance, ``--checks`` serials signed into its ledger, our OCSP responder
    (``ctstatus ocsp serve``, pinned to core 0), and the watcher's :class:`Checker` (pinned to
    core 1) asking for every serial (a SHA-1 GET each, plus one SHA-256 GET and one random-serial
@@ -181,13 +184,22 @@ def cpu_of(pid: int) -> float:
     )
 
 
-def run_ours(work: Path, log_list: Path, other: Path, entries: int) -> dict[str, float]:
-    config = work / "watch.toml"
+def run_ours(
+    work: Path, log_list: Path, other: Path | None, entries: int, name: str = "watch"
+) -> dict[str, float]:
+    """One ``watch --once`` from index 0 into a fresh database ``<name>.db``: ``other`` (a CA
+    that issued nothing in the log) is the watched issuer, or None to watch every issuer
+    (first checks a day away, so only following is measured). Reports the database's bytes
+    per followed entry: rows are kept for watched entries only."""
+    issuers = f'issuers = ["{other}"]' if other is not None else 'issuers = "all"'
+    database = work / f"{name}.db"
+    config = work / f"{name}.toml"
     config.write_text(
-        f'database = "sqlite:///{work / "watch.db"}"\nlog_list = "{log_list}"\n'
-        f'issuers = ["{other}"]\nbatch_size = 1000\ndownload_concurrency = 4\nstart = "beginning"\n'
+        f'database = "sqlite:///{database}"\nlog_list = "{log_list}"\n'
+        f'{issuers}\nbatch_size = 1000\ndownload_concurrency = 4\nstart = "beginning"\n'
         # our own loopback log, and certspotter is not throttled either: no 20 requests/s cap
-        "timeout_seconds = 60\nlog_requests_per_second = 10000\n[alerts]\nstdout = false\n"
+        "timeout_seconds = 60\nlog_requests_per_second = 10000\ngrace_seconds = 86400\n"
+        "[alerts]\nstdout = false\n"
     )
     started = time.monotonic()
     result = subprocess.run(
@@ -213,7 +225,14 @@ def run_ours(work: Path, log_list: Path, other: Path, entries: int) -> dict[str,
         raise RuntimeError(result.stdout + result.stderr)
     user, system = map(float, result.stderr.strip().splitlines()[-1].split())
     print(result.stdout.strip())
-    return {"seconds": elapsed, "entries_per_s": entries / elapsed, "cpu_s": user + system}
+    stored = sum(p.stat().st_size for p in work.glob(f"{name}.db*"))
+    return {
+        "seconds": elapsed,
+        "entries_per_s": entries / elapsed,
+        "cpu_s": user + system,
+        "db_bytes": stored,
+        "bytes_per_entry": stored / entries,
+    }
 
 
 def run_certspotter(work: Path, log_list: Path, entries: int) -> dict[str, float] | None:
@@ -267,7 +286,14 @@ def run_certspotter(work: Path, log_list: Path, entries: int) -> dict[str, float
             process.stderr.read().decode()[-2000:] if process.stderr else "",
         )
         return None
-    return {"seconds": done, "entries_per_s": entries / done, "cpu_s": cpu}
+    stored = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
+    return {
+        "seconds": done,
+        "entries_per_s": entries / done,
+        "cpu_s": cpu,
+        "state_bytes": stored,
+        "bytes_per_entry": stored / entries,
+    }
 
 
 def bench_ocsp(work: Path, checks: int) -> dict[str, dict[str, float]]:
@@ -426,6 +452,10 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--checks", type=int, default=2000)
     parser.add_argument("--skip-follow", action="store_true")
+    parser.add_argument("--skip-ocsp", action="store_true")
+    parser.add_argument(
+        "--storage", action="store_true", help="also follow with every issuer watched"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     try:
@@ -436,12 +466,16 @@ def main() -> None:
                 wait_for_head(log_list, args.entries)
                 ours = run_ours(work, log_list, other, args.entries)
                 print(f"ctstatus watch: {ours}")
+                if args.storage:
+                    every = run_ours(work, log_list, None, args.entries, "watch-all")
+                    print(f"ctstatus watch, every issuer watched: {every}")
                 theirs = run_certspotter(work, log_list, args.entries)
                 print(f"certspotter:    {theirs}")
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=60)
-        print(f"ocsp: {bench_ocsp(work, args.checks)}")
+        if not args.skip_ocsp:
+            print(f"ocsp: {bench_ocsp(work, args.checks)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
