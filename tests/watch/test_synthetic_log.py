@@ -222,3 +222,19 @@ def test_bad_input_is_a_problem_never_a_crash(
         assert {p.code for p in watcher.store.problems(open_only=True)} == set()
     finally:
         watcher.close()
+
+
+def test_a_tiled_head_beyond_the_tile_levels_is_malformed_not_a_crash(
+    tmp_path: Path, synth: SyntheticLog, bad_ca: tuple[WatchCa, Served, MisbehavingApp]
+) -> None:
+    """A validly signed checkpoint of 2^50 entries: static-ct-api tiles stop at level 5."""
+    from ctstatus.ct.sct import sign_tree_head
+
+    synth.sth = sign_tree_head(synth.signer, 1 << 50, _ms(timedelta(seconds=-5)), bytes(32))
+    watcher = make_watcher(tmp_path, synth, bad_ca[0], tiled=True)
+    try:
+        result = run(watcher).follow[0]
+        assert [f.code.value for f in result.findings] == ["log.malformed"]
+        assert watcher.store.find_cursor(synth.log_id.hex()) is None
+    finally:
+        watcher.close()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import LogClient
-from ctstatus.ct.errors import DecodeError, ProofError
+from ctstatus.ct.errors import DecodeError, EncodeError, ProofError
 from ctstatus.ct.merkle import CompactTree
 from ctstatus.ct.reader import LogEntry, TileTree
 from ctstatus.ct.structures import SignedTreeHead
@@ -149,6 +149,11 @@ class LogFollower:
             result.findings.append(Finding(Code.LOG_MALFORMED, str(exc), {"error": str(exc)}))
         except LogError as exc:
             result.findings.append(Finding(Code.LOG_UNREACHABLE, str(exc), {"error": str(exc)}))
+        except ProofError as exc:  # the ct layer's own checks of what the log served
+            result.findings.append(Finding(Code.LOG_ROOT_MISMATCH, str(exc), {"error": str(exc)}))
+        except (DecodeError, EncodeError) as exc:  # e.g. a tiled tree past the tile levels
+            message = f"unusable data from the log: {exc}"
+            result.findings.append(Finding(Code.LOG_MALFORMED, message, {"error": str(exc)}))
         self.store.record(self.subject, self.subject, result.findings, self._now(), family="log.")
         return result
 
