@@ -238,3 +238,30 @@ def test_a_tiled_head_beyond_the_tile_levels_is_malformed_not_a_crash(
         assert watcher.store.find_cursor(synth.log_id.hex()) is None
     finally:
         watcher.close()
+
+
+def test_a_tiled_head_the_tiles_do_not_extend_is_inconsistent(
+    tmp_path: Path, synth: SyntheticLog, bad_ca: tuple[WatchCa, Served, MisbehavingApp]
+) -> None:
+    """A later checkpoint over another root: the consistency proof computed from the tiles
+    does not reach it, so nothing is downloaded against it."""
+    from ctstatus.ct.sct import sign_tree_head
+
+    ca = bad_ca[0]
+    watcher = make_watcher(tmp_path, synth, ca, tiled=True)
+    try:
+        assert run(watcher).follow[0].findings == []
+        add_entries(synth, ca, watched=2, unwatched=2)
+        honest = synth.sth
+        assert honest is not None
+        synth.sth = sign_tree_head(synth.signer, honest.tree_size, honest.timestamp, bytes(32))
+        lying = run(watcher).follow[0]
+        assert [f.code.value for f in lying.findings] == ["log.inconsistent"]
+        assert lying.downloaded == 0
+        assert not any(p.startswith("tile/data/") for p in synth.paths)
+        synth.sth = honest
+        fixed = run(watcher).follow[0]
+        assert (fixed.findings, fixed.downloaded, fixed.verified_size) == ([], 4, synth.size)
+        assert rows(tmp_path, "watch_entries") == 2
+    finally:
+        watcher.close()
