@@ -7,6 +7,7 @@ clients and CDNs reuse them); the HTTP parser's own limits answer oversized head
 from __future__ import annotations
 
 import importlib.util
+import socket
 from typing import Any
 
 from ctstatus.status.app import StatusApp
@@ -20,7 +21,14 @@ def uvicorn_options() -> dict[str, Any]:
     }
 
 
-def serve(app: StatusApp, host: str, port: int, *, log_level: str = "info") -> None:
+def serve(
+    app: StatusApp,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
+) -> None:
     """Serve until interrupted (SIGINT/SIGTERM shut down cleanly through the lifespan)."""
     import uvicorn
 
@@ -37,4 +45,4 @@ def serve(app: StatusApp, host: str, port: int, *, log_level: str = "info") -> N
         log_level=log_level,
         **uvicorn_options(),
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
