@@ -186,9 +186,8 @@ def test_ocsp_serve_port_0_binds_a_free_port_and_says_which(instance: Path) -> N
         assert found, seen
         assert int(found[2]) not in (0, 8080)
         assert httpx.get(found[1] + "/healthz", timeout=10).text == "ok\n"
-        with socket.socket() as taken:  # the port really is this server's
-            with pytest.raises(OSError):
-                taken.bind(("127.0.0.1", int(found[2])))
+        with socket.socket() as taken, pytest.raises(OSError, match="in use"):
+            taken.bind(("127.0.0.1", int(found[2])))  # the port really is this server's
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
