@@ -153,6 +153,9 @@ async def run_stack(
             issue=ca.issue,
             default_lifetime_days=tls.lifetime_days,
             max_lifetime_days=max(tls.lifetime_days, 398),
+            log_names={
+                log.log_id: (name, log.settings.operator) for name, log in prepared.logs.items()
+            },
         )
 
         # 4. The watcher: our three logs, our issuer, our own responder (host mapped).

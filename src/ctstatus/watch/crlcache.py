@@ -110,7 +110,7 @@ class CrlCache:
         for entry in crl:
             reason: str | None = None
             with contextlib.suppress(x509.ExtensionNotFound):
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
             index[entry.serial_number] = (entry.revocation_date_utc, reason)
         state.revoked = index
         state.next_update = crl.next_update_utc

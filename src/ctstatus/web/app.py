@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ctstatus.api.app import api_routes
+from ctstatus.api.app import EXCEPTION_HANDLERS, api_routes
 from ctstatus.api.service import parse_serial
 from ctstatus.web import charts
 from ctstatus.web.context import DashboardContext
@@ -143,4 +143,4 @@ def web_app(context: DashboardContext, token_hash: str) -> Starlette:
         *api_routes(context.backend, token_hash),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -350,7 +350,7 @@ class DashboardContext:
         )
         timeline.sort(key=lambda item: str(item["at"]))
         return {
-            "record": record_json(record),
+            "record": record_json(record, self.backend.issuer_name),
             "timeline": timeline,
             "ocsp": answer,
             "ct": ct,
