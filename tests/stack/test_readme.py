@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.stack.conftest import Up, demo_stack  # noqa: F401 (a fixture)
+from tests.stack.conftest import Up
 
 README = Path(__file__).parents[2] / "README.md"
 
