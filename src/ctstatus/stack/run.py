@@ -221,7 +221,8 @@ async def run_stack(
         else:
             say(f"  API token   in {paths.token} (if you kept it)")
         if options.demo:
-            say("  demo        issuing every few seconds; every 4th with two CT logs refusing")
+            say("  demo        issuing every few seconds; every 4th with two CT logs refusing;")
+            say("              each minute one log signs bad tree heads for 15 s (log.bad_sth)")
         say("ctstatus up: running; Ctrl-C or SIGTERM stops it cleanly")
 
         await stop.wait()
