@@ -173,19 +173,24 @@ def _serve(instance: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     return process, seen
 
 
-def test_ocsp_serve_port_0_binds_a_free_port_and_says_which(instance: Path) -> None:
+@pytest.mark.parametrize("server", [[], ["--uvicorn"]], ids=["own-server", "uvicorn"])
+def test_ocsp_serve_port_0_binds_a_free_port_and_says_which(
+    instance: Path, server: list[str]
+) -> None:
+    """``--port 0`` is a free port, logged as the real URL; Ctrl-C ends it without a trace."""
     import re
     import signal
     import socket
 
     import httpx
 
-    process, seen = _serve(instance, "--port", "0")
+    process, seen = _serve(instance, "--port", "0", *server)
     try:
         found = re.search(r"serving OCSP and CRLs on (http://127\.0\.0\.1:(\d+))", seen)
         assert found, seen
         assert int(found[2]) not in (0, 8080)
         assert httpx.get(found[1] + "/healthz", timeout=10).text == "ok\n"
+        assert httpx.get(found[1] + "/favicon.ico", timeout=10).status_code == 404
         with socket.socket() as taken, pytest.raises(OSError, match="in use"):
             taken.bind(("127.0.0.1", int(found[2])))  # the port really is this server's
     finally:

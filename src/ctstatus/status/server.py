@@ -6,8 +6,11 @@ clients and CDNs reuse them); the HTTP parser's own limits answer oversized head
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
 import socket
+from collections.abc import Generator
 from typing import Any
 
 from ctstatus.status.app import StatusApp
@@ -32,6 +35,7 @@ def serve(
     """Serve until interrupted (SIGINT/SIGTERM shut down cleanly through the lifespan)."""
     import uvicorn
 
+    _Server = _server_class()
     config = uvicorn.Config(
         app,
         host=host,
@@ -45,4 +49,25 @@ def serve(
         log_level=log_level,
         **uvicorn_options(),
     )
-    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
+    _Server(config).run(sockets=None if sock is None else [sock])
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, but a signal that stopped it is not raised again after the shutdown (which
+        would end the process with a KeyboardInterrupt traceback)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            previous = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
