@@ -147,3 +147,65 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run("--debug", "-i", tmp_path / "absent", "ca", "show")
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def _serve(instance: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``ocsp serve``; return it once it printed its URL (or ended), with that output."""
+    import time
+
+    process = subprocess.Popen(
+        [CTSTATUS, "-i", str(instance), "ocsp", "serve", "--no-publish-crls", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert process.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen += line
+        if "serving OCSP and CRLs on http://" in line:
+            return process, seen
+    return process, seen
+
+
+@pytest.mark.parametrize("server", [[], ["--uvicorn"]], ids=["own-server", "uvicorn"])
+def test_ocsp_serve_port_0_binds_a_free_port_and_says_which(
+    instance: Path, server: list[str]
+) -> None:
+    """``--port 0`` is a free port, logged as the real URL; Ctrl-C ends it without a trace."""
+    import re
+    import signal
+    import socket
+
+    import httpx
+
+    process, seen = _serve(instance, "--port", "0", *server)
+    try:
+        found = re.search(r"serving OCSP and CRLs on (http://127\.0\.0\.1:(\d+))", seen)
+        assert found, seen
+        assert int(found[2]) not in (0, 8080)
+        assert httpx.get(found[1] + "/healthz", timeout=10).text == "ok\n"
+        assert httpx.get(found[1] + "/favicon.ico", timeout=10).status_code == 404
+        with socket.socket() as taken, pytest.raises(OSError, match="in use"):
+            taken.bind(("127.0.0.1", int(found[2])))  # the port really is this server's
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, seen + rest
+    assert "Traceback" not in seen + rest
+
+
+def test_ocsp_serve_on_a_taken_port_is_one_line(instance: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("-i", instance, "ocsp", "serve", "--no-publish-crls", "--port", str(port))
+    assert_user_error(result, f"127.0.0.1:{port}", "--port")

@@ -206,13 +206,15 @@ def test_refusals_are_one_clear_line(stack: Stack, ledger: Ledger, tmp_path: Pat
     stack.reset_faults()
 
     assert refused(done["garbage"])[0].startswith(
-        "error: not a valid certificate signing request: "
+        "error: the CSR is not a valid certificate signing request: "
     )
     assert refused(done["badsig"]) == [
-        "error: the CSR's signature does not verify with its own key"
+        "error: the CSR's signature does not verify with its own key: the CSR was altered or "
+        "damaged after it was signed",
+        "hint: create the CSR again with the private key it is for",
     ]
     assert refused(done["ed25519"]) == [
-        "error: the CSR's key cannot be certified: Ed25519PublicKey keys are not allowed",
+        "error: the CSR's key cannot be certified: Ed25519 keys are not allowed in the Web PKI",
         "hint: use ECDSA P-256/P-384 or RSA 2048/3072/4096",
     ]
     assert refused(done["local"]) == [

@@ -244,7 +244,7 @@ def test_full_lifecycle_and_journal(ledger, issuer, clock) -> None:
     ]
     assert [e.at for e in journal] == [clock.now - timedelta(seconds=s) for s in (3, 2, 1, 0)]
     assert journal[1].detail == {"precert_sha256": hashlib.sha256(precert).hexdigest()}
-    assert journal[3].detail == {"reason": "key_compromise", "revoked_at": clock.now.isoformat()}
+    assert journal[3].detail == {"reason": "keyCompromise", "revoked_at": clock.now.isoformat()}
     assert all(e.serial == serial and e.serial_id == revoked.id for e in journal)
 
 

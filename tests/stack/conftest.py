@@ -42,7 +42,10 @@ class Up:
         return self.process.wait(timeout=timeout)
 
 
-def start_up(state: Path, *, demo: bool = True, deadline_s: float = 180) -> Up:
+def start_up(
+    state: Path, *, demo: bool = True, deadline_s: float = 180, own_group: bool = False
+) -> Up:
+    """``own_group``: a process group of its own, so a test can signal it as a terminal does."""
     output = state.parent / f"{state.name}-up-{time.monotonic_ns()}.log"
     args = [str(CTSTATUS), "up", "--state", str(state), "--port-base", "0"]
     if demo:
@@ -50,7 +53,12 @@ def start_up(state: Path, *, demo: bool = True, deadline_s: float = 180) -> Up:
     (state / "urls.json").unlink(missing_ok=True)
     with output.open("w") as sink:
         process = subprocess.Popen(
-            args, stdout=sink, stderr=subprocess.STDOUT, text=True, env=os.environ | {}
+            args,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {},
+            start_new_session=own_group,
         )
     deadline = time.monotonic() + deadline_s
     while True:

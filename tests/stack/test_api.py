@@ -111,7 +111,7 @@ def test_issue_fetch_revoke_lifecycle(api: httpx.Client, demo_stack: Up) -> None
         headers=auth(demo_stack),
     )
     assert revoked.status_code == 200, revoked.text
-    assert revoked.json()["revocation_reason"] == "key_compromise"
+    assert revoked.json()["revocation_reason"] == "keyCompromise"
     again = api.post(f"/api/v1/certificates/{serial}/revoke", json={}, headers=auth(demo_stack))
     assert again.status_code == 409
     lifecycle = api.get(f"/api/v1/serials/{serial}").json()
@@ -194,3 +194,213 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
         args += ["-H", f"Authorization: Bearer {demo_stack.token}"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _pem(der: bytes, label: str = "CERTIFICATE REQUEST") -> str:
+    import base64
+
+    return f"-----BEGIN {label}-----\n{base64.encodebytes(der).decode()}-----END {label}-----\n"
+
+
+def _csr_with_key(key: object, name: str = "api-csr.example.com") -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    )
+    builder = builder.add_extension(
+        x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+    )
+    csr = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _bad_signature() -> str:
+    der = bytearray(
+        x509.load_pem_x509_csr(csr_for("api-sig.example.com").encode()).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    der[-5] ^= 0xFF  # inside the signature
+    return _pem(bytes(der))
+
+
+@pytest.mark.parametrize(
+    ("make", "fragments"),
+    [
+        (
+            lambda: "garbage",
+            ["not a valid certificate signing request", "BEGIN CERTIFICATE REQUEST"],
+        ),
+        (lambda: _pem(b"\x30\x03\x02\x01\x01"), ["damaged", "DER"]),
+        (
+            lambda: csr_for("api-t.example.com")[:150] + "\n-----END CERTIFICATE REQUEST-----\n",
+            ["damaged", "base64"],
+        ),
+        (lambda: _pem(b"\x30\x00", "CERTIFICATE"), ["a certificate, not a certificate signing"]),
+        (_bad_signature, ["signature does not verify", "altered or damaged"]),
+        (
+            lambda: _csr_with_key(
+                __import__(
+                    "cryptography.hazmat.primitives.asymmetric.rsa", fromlist=["rsa"]
+                ).generate_private_key(65537, 1024)
+            ),
+            ["RSA 1024", "too weak"],
+        ),
+        (lambda: _csr_with_key(ec.generate_private_key(ec.SECP521R1())), ["P-521", "P-256"]),
+    ],
+    ids=["not-pem", "bad-der", "truncated", "a-certificate", "bad-signature", "rsa-1024", "p521"],
+)
+def test_csr_errors_say_what_is_wrong(
+    api: httpx.Client, demo_stack: Up, make: object, fragments: list[str]
+) -> None:
+    """A malformed CSR, a bad signature and a weak key each get a 422 a person understands:
+    no parser internals (``ParseError {...}``), no library FAQ links."""
+    response = api.post("/api/v1/certificates", json={"csr": make()}, headers=auth(demo_stack))  # type: ignore[operator]
+    assert response.status_code == 422, response.text
+    body = response.json()
+    text = body["error"] + " " + (body["hint"] or "")
+    for fragment in fragments:
+        assert fragment in text, text
+    assert "ParseError" not in body["error"]
+    assert "cryptography.io" not in text
+
+
+def test_responses_and_requests_name_the_ca(api: httpx.Client, demo_stack: Up) -> None:
+    response = api.post(
+        "/api/v1/certificates",
+        json={"csr": csr_for("api-ca.example.com"), "ca": "issuing-ca"},
+        headers=auth(demo_stack),
+    )
+    if response.status_code == 503:  # the demo's faulty moment; retry once
+        response = api.post(
+            "/api/v1/certificates",
+            json={"csr": csr_for("api-ca.example.com"), "ca": "issuing-ca"},
+            headers=auth(demo_stack),
+        )
+    assert response.status_code == 201, response.text
+    issued = response.json()
+    assert issued["ca"] == "issuing-ca"
+    serial = issued["serial"]
+    assert api.get(f"/api/v1/certificates/{serial}").json()["ca"] == "issuing-ca"
+    assert api.get(f"/api/v1/serials/{serial}").json()["record"]["ca"] == "issuing-ca"
+    wrong = api.post(
+        "/api/v1/certificates",
+        json={"csr": csr_for("api-ca.example.com"), "ca": "root-ca"},
+        headers=auth(demo_stack),
+    )
+    assert wrong.status_code == 404, wrong.text
+    assert "issuing-ca" in wrong.json()["error"]
+    revoke = api.post(
+        f"/api/v1/certificates/{serial}/revoke",
+        json={"ca": "other-ca", "reason": "superseded"},
+        headers=auth(demo_stack),
+    )
+    assert revoke.status_code == 404
+    assert "issuing-ca" in revoke.json()["error"]
+
+
+def test_revocation_reasons_have_one_spelling(api: httpx.Client, demo_stack: Up) -> None:
+    """RFC 5280's camelCase names (as ``ctstatus revoke --reason`` takes them) in and out."""
+    serial = _issue(api, demo_stack, "api-reason.example.com")["serial"]
+    refused = api.post(
+        f"/api/v1/certificates/{serial}/revoke",
+        json={"reason": "key_compromise"},
+        headers=auth(demo_stack),
+    )
+    assert refused.status_code == 400
+    assert "keyCompromise" in refused.json()["error"]
+    revoked = api.post(
+        f"/api/v1/certificates/{serial}/revoke",
+        json={"reason": "keyCompromise"},
+        headers=auth(demo_stack),
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revocation_reason"] == "keyCompromise"
+    assert api.get(f"/api/v1/certificates/{serial}").json()["revocation_reason"] == "keyCompromise"
+    journal = api.get(f"/api/v1/serials/{serial}").json()["journal"]
+    assert journal[-1]["detail"]["reason"] == "keyCompromise"
+    page = api.get(f"/serial/{serial}").text
+    assert "keyCompromise" in page
+    assert "key_compromise" not in page
+
+
+def _issue(api: httpx.Client, up: Up, name: str, **extra: object) -> dict[str, object]:
+    body = {"csr": csr_for(name), **extra}
+    for _ in range(3):  # the demo's faulty moments
+        response = api.post("/api/v1/certificates", json=body, headers=auth(up))
+        if response.status_code != 503:
+            break
+    assert response.status_code == 201, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def _serials_for_request(up: Up, request_id: str) -> list[str]:
+    import sqlite3
+
+    ledger = up.state / "ca" / "ledger.sqlite3"
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT serial FROM serials WHERE request_id = ?", (request_id,))
+        return [row[0] for row in rows]
+
+
+def test_a_reused_request_id_returns_its_certificate(api: httpx.Client, demo_stack: Up) -> None:
+    """DESIGN.md invariant 4: a retry of the same order gets the same serial, never a second."""
+    import secrets
+
+    request_id = "order-" + secrets.token_hex(4)
+    csr = csr_for("api-retry.example.com")
+    first = api.post(
+        "/api/v1/certificates",
+        json={"csr": csr, "request_id": request_id},
+        headers=auth(demo_stack),
+    )
+    if first.status_code == 503:  # the demo's faulty moment: that serial is abandoned; again
+        first = api.post(
+            "/api/v1/certificates",
+            json={"csr": csr, "request_id": request_id},
+            headers=auth(demo_stack),
+        )
+    assert first.status_code == 201, first.text
+    again = api.post(
+        "/api/v1/certificates",
+        json={"csr": csr, "request_id": request_id},
+        headers=auth(demo_stack),
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["serial"] == first.json()["serial"]
+    assert again.json()["chain_pem"] == first.json()["chain_pem"]
+    assert again.json()["ca"] == "issuing-ca"
+    other = api.post(
+        "/api/v1/certificates",
+        json={"csr": csr_for("api-retry.example.com"), "request_id": request_id},
+        headers=auth(demo_stack),
+    )
+    assert other.status_code == 409, other.text
+    assert first.json()["serial"] in other.json()["error"]
+    held = [
+        int(s, 16)
+        for s in _serials_for_request(demo_stack, request_id)
+        if api.get(f"/api/v1/certificates/{s}").json()["state"] == "issued"
+    ]
+    assert held == [int(str(first.json()["serial"]), 16)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/nope", 404),
+        ("GET", "/api/v1/nope", 404),
+        ("GET", "/api/v1/certificates", 405),
+        ("DELETE", "/api/v1/certificates/01", 405),
+        ("PUT", "/api/v1/certificates/01/revoke", 405),
+    ],
+)
+def test_unknown_api_routes_and_methods_are_json(
+    api: httpx.Client, demo_stack: Up, method: str, path: str, status: int
+) -> None:
+    response = api.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]
+    if status == 405:
+        assert response.headers["allow"]

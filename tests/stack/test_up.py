@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -42,3 +43,19 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(tmp_path: Path) -> None:
     finally:
         assert again.stop(signal.SIGINT) == 0
     assert "Traceback" not in again.log()
+
+
+def test_ctrl_c_stops_without_tracebacks_from_the_lint_workers(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group, the pkilint worker processes too: they must
+    leave the shutdown to the stack instead of dying with a KeyboardInterrupt traceback."""
+    up = start_up(tmp_path / "state", demo=True, own_group=True)
+    deadline = time.monotonic() + 60
+    while "demo: issued " not in up.log():  # a lint worker exists once something was issued
+        assert time.monotonic() < deadline, up.log()
+        time.sleep(0.2)  # waits on the demo's issuance
+    os.killpg(up.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert up.process.wait(timeout=60) == 0
+    log = up.log()
+    assert "ctstatus up: stopped" in log
+    assert "Traceback" not in log
+    assert "KeyboardInterrupt" not in log

@@ -210,6 +210,70 @@ def test_get_spellings_real_clients_send(target: Any) -> None:
     assert len(bodies) == 1  # the same pre-signed bytes, whatever the spelling
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/ocsp"),
+        ("GET", "/ocsp/"),
+        ("GET", "/favicon.ico"),
+        ("GET", "/robots.txt"),
+        ("GET", "/wp-login.php"),
+        ("GET", "/foo"),
+        ("GET", "/ocsp/status"),
+        ("GET", "/crl/does-not-exist.crl"),
+        ("HEAD", "/index.html"),
+        ("POST", "/submit"),
+        ("POST", "/ocsp/x/y"),
+    ],
+)
+def test_unknown_paths_are_404(target: Any, method: str, path: str) -> None:
+    """Only OCSP requests, CRLs, CA certificates and /healthz are served; a scanner's GET
+    /favicon.ico is not an OCSP request and gets a plain 404, not an OCSP error."""
+    _, good, app = target
+    headers = POST_HEADERS if method == "POST" else []
+    status, got, body = asyncio.run(call(app, method, path.encode(), good, headers))
+    assert status == 404, (path, status)
+    assert got[b"content-type"].startswith(b"text/plain")
+    if method != "HEAD":
+        assert b"ocsp" in body.lower()  # says what is served here
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/MEIwQDA",  # base64 of a truncated DER SEQUENCE: an OCSP request gone wrong
+        "/ocsp/MEIwQDA-_",
+        "/MAAA",
+        "/" + "M" * 7,  # not decodable base64 (bad length)
+    ],
+)
+def test_broken_base64_requests_get_malformed_request(target: Any, path: str) -> None:
+    """A path that looks like a base64 OCSP request (DER starts with 0x30, so its base64 with
+    'M') and fails to decode or parse is answered as OCSP: malformedRequest."""
+    _, _good, app = target
+    status, headers, body = asyncio.run(call(app, "GET", path.encode(), b"", []))
+    assert status == 200, path
+    assert headers[b"content-type"] == b"application/ocsp-response"
+    assert ocsp.load_der_ocsp_response(body).response_status is (
+        ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/ocsp", "/ocsp/"])
+def test_post_to_the_responder_paths_is_served(target: Any, path: str) -> None:
+    _, good, app = target
+    status, _headers, body = asyncio.run(call(app, "POST", path.encode(), good, POST_HEADERS))
+    assert status == 200
+    assert ocsp.load_der_ocsp_response(body).certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_healthz_is_served(target: Any) -> None:
+    _, _good, app = target
+    status, _headers, body = asyncio.run(call(app, "GET", b"/healthz", b"", []))
+    assert (status, body) == (200, b"ok\n")
+
+
 def test_if_none_match_gets_304(target: Any) -> None:
     _, good, app = target
     path = b"/ocsp/" + base64.urlsafe_b64encode(good)

@@ -142,3 +142,18 @@ def test_the_watcher_loop_trims_history_days(tmp_path: Path) -> None:
         assert len(watcher.store.check_history("9c0d")) == 2
     finally:
         watcher.close()
+
+
+def test_a_check_names_the_crl_it_used(store: WatchStore) -> None:
+    """Which CRL (URL, CRL number, thisUpdate) said "not listed" is kept with the check."""
+    (cert,) = queue(store, "4e5f")
+    crl = {"url": "http://pki.example.com/crl/1.crl", "number": 7, "this_update": "2026-12-01"}
+    plain = done(cert, 10.0, "good", None)
+    store.finish_checks([plain])
+    checked = CheckDone(
+        cert, plain.subject, "test CA", [], 70.0, "ocsp.,crl.", 130.0, "good", "not_listed", crl
+    )
+    store.finish_checks([checked])
+    old, new = store.check_history("4e5f")
+    assert (old.crl, old.crl_checked) == (None, None)
+    assert (new.crl, new.crl_checked) == ("not_listed", crl)

@@ -11,6 +11,11 @@ SERIAL = {
     "description": "The serial number in hex (``0x`` and colons allowed).",
     "schema": {"type": "string", "minLength": 1, "maxLength": 64},
 }
+CA = {
+    "type": "string",
+    "description": "The CA's name in the instance's config (e.g. issuing-ca); optional in "
+    "requests, where it must be the CA this API issues from.",
+}
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -18,8 +23,9 @@ ERROR = {
 }
 RECORD = {
     "type": "object",
-    "required": ["serial", "state", "not_before", "not_after", "crl_shard"],
+    "required": ["ca", "serial", "state", "not_before", "not_after", "crl_shard"],
     "properties": {
+        "ca": CA,
         "serial": {"type": "string"},
         "state": {
             "type": "string",
@@ -36,7 +42,10 @@ RECORD = {
         "not_after": {"type": "string", "format": "date-time"},
         "crl_shard": {"type": "integer"},
         "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-        "revocation_reason": {"type": ["string", "null"]},
+        "revocation_reason": {
+            "type": ["string", "null"],
+            "description": "RFC 5280 name, e.g. keyCompromise.",
+        },
         "certificate_pem": {"type": ["string", "null"]},
         "precertificate_pem": {"type": ["string", "null"]},
     },
@@ -55,8 +64,9 @@ EVENT = {
 }
 ISSUED = {
     "type": "object",
-    "required": ["serial", "state", "chain_pem", "scts"],
+    "required": ["ca", "serial", "state", "chain_pem", "scts"],
     "properties": {
+        "ca": CA,
         "serial": {"type": "string"},
         "state": {"type": "string", "const": "issued"},
         "not_before": {"type": "string", "format": "date-time"},
@@ -69,6 +79,7 @@ ISSUED = {
                 "properties": {
                     "log": {"type": "string"},
                     "operator": {"type": "string"},
+                    "log_id": {"type": "string", "description": "base64"},
                     "timestamp_ms": {"type": "integer"},
                 },
             },
@@ -133,17 +144,29 @@ def document(max_body: int) -> dict[str, Any]:
                                             "type": "string",
                                             "minLength": 1,
                                             "maxLength": 200,
+                                            "description": (
+                                                "Names the order: asking again with it and "
+                                                "the same CSR returns the same certificate."
+                                            ),
                                         },
+                                        "ca": CA,
                                     },
                                 }
                             }
                         },
                     },
                     "responses": {
+                        "200": _ok(
+                            "Issued before under this request_id and CSR: the same certificate.",
+                            ISSUED,
+                        ),
                         "201": _ok("Issued: the chain and the SCTs embedded in it.", ISSUED),
                         "400": _error("The body is not the JSON object described here."),
                         **AUTH,
-                        "409": _error("request_id already has a live serial."),
+                        "404": _error("No CA of that name issues here."),
+                        "409": _error(
+                            "request_id already has a serial for another CSR, or is being issued."
+                        ),
                         "413": _error("The body is too large."),
                         "415": _error("The body is not application/json."),
                         "422": _error(
@@ -193,7 +216,8 @@ def document(max_body: int) -> dict[str, Any]:
                                                 "cessationOfOperation",
                                                 "privilegeWithdrawn",
                                             ],
-                                        }
+                                        },
+                                        "ca": CA,
                                     },
                                 }
                             }
@@ -203,7 +227,7 @@ def document(max_body: int) -> dict[str, Any]:
                         "200": _ok("Revoked; OCSP follows within a second.", RECORD),
                         "400": _error("Not a serial number, or a bad body."),
                         **AUTH,
-                        "404": _error("No such serial."),
+                        "404": _error("No such serial, or no CA of that name here."),
                         "409": _error("The serial cannot be revoked from its state."),
                         "413": _error("The body is too large."),
                         "415": _error("The body is not application/json."),

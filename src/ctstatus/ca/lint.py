@@ -10,6 +10,7 @@ import asyncio
 import functools
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -84,7 +85,12 @@ def lint_certificate(der: bytes) -> tuple[str, list[Finding]]:
 
 
 def _start_worker(parent: int) -> None:
-    """Exit with the CA (even after its kill -9), then build the subscriber validators."""
+    """Exit with the CA (even after its kill -9), then build the subscriber validators.
+
+    Ctrl-C goes to the whole process group: the worker ignores it and leaves the shutdown to
+    the CA, which ends the pool (a worker's KeyboardInterrupt would only print a traceback).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch_parent() -> None:
         while os.getppid() == parent:

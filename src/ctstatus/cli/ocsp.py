@@ -17,7 +17,10 @@ def serve_command(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default: [ocsp] host, loopback).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: [ocsp] port).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port (default: [ocsp] port); 0 picks a free one (the URL is logged)."),
+    ] = None,
     publish: Annotated[
         bool | None,
         typer.Option(
@@ -44,15 +47,25 @@ def serve_command(
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     instance = open_instance()
-    wired = wiring.build(instance, publish=publish)
-    listen = (host or instance.config.ocsp.host, port or instance.config.ocsp.port)
+    listen = (
+        host or instance.config.ocsp.host,
+        instance.config.ocsp.port if port is None else port,
+    )
+    sock = http_server.bind(*listen)  # a taken port is a one-line error before anything starts
     try:
-        if use_uvicorn:
-            server.serve(wired.app, *listen)
-        else:
-            http_server.run(wired.app, *listen)
+        wired = wiring.build(instance, publish=publish)
+        try:
+            if use_uvicorn:
+                logging.getLogger(__name__).info(
+                    "serving OCSP and CRLs on %s", http_server.url_of(sock)
+                )
+                server.serve(wired.app, *listen, sock=sock)
+            else:
+                http_server.run(wired.app, *listen, sock=sock)
+        finally:
+            wired.close()
     finally:
-        wired.close()
+        sock.close()
 
 
 @app.command("refresh")

@@ -15,3 +15,9 @@ class RevocationReason(IntEnum):
     SUPERSEDED = 4
     CESSATION_OF_OPERATION = 5
     PRIVILEGE_WITHDRAWN = 9
+
+    @property
+    def rfc5280_name(self) -> str:
+        """The RFC 5280 name (``keyCompromise``): the one spelling the CLI, API and journal use."""
+        head, *rest = self.name.lower().split("_")
+        return head + "".join(part.capitalize() for part in rest)

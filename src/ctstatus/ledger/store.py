@@ -418,7 +418,7 @@ class Ledger:
             SerialState.REVOKED,
             actor=actor,
             values={"revoked_at": when, "revocation_reason": int(reason)},
-            detail={"reason": reason.name.lower(), "revoked_at": when.isoformat()},
+            detail={"reason": reason.rfc5280_name, "revoked_at": when.isoformat()},
             now=now,
         )
 

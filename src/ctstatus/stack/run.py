@@ -153,6 +153,9 @@ async def run_stack(
             issue=ca.issue,
             default_lifetime_days=tls.lifetime_days,
             max_lifetime_days=max(tls.lifetime_days, 398),
+            log_names={
+                log.log_id: (name, log.settings.operator) for name, log in prepared.logs.items()
+            },
         )
 
         # 4. The watcher: our three logs, our issuer, our own responder (host mapped).
@@ -219,7 +222,8 @@ async def run_stack(
         else:
             say(f"  API token   in {paths.token} (if you kept it)")
         if options.demo:
-            say("  demo        issuing every few seconds; every 4th with two CT logs refusing")
+            say("  demo        issuing every few seconds; every 4th with two CT logs refusing;")
+            say("              each minute one log signs bad tree heads for 15 s (log.bad_sth)")
         say("ctstatus up: running; Ctrl-C or SIGTERM stops it cleanly")
 
         await stop.wait()

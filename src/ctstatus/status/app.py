@@ -1,9 +1,11 @@
 """The status server's request handling: OCSP (GET and POST), CRLs, CA certificates.
 
-Routing is by exact path for CRLs (the paths of ``[urls] crl``) and CA certificates (``[urls]
-ca_issuers``); every other GET is an OCSP GET request, with the path part of ``[urls] ocsp``
-stripped when present; every POST is an OCSP request. Nothing a client sends can produce an
-HTTP 500.
+Routing is by exact path for CRLs (the paths of ``[urls] crl``), CA certificates (``[urls]
+ca_issuers``) and ``/healthz``; a GET whose path (after the path part of ``[urls] ocsp``) looks
+like a base64 OCSP request is one (``malformedRequest`` if it does not decode, see
+:func:`decode_get_path`); a POST to ``/`` or to an ``[urls] ocsp`` path is an OCSP request.
+Everything else is a plain-text 404 -- a scanner's ``/favicon.ico`` is not an OCSP error. Nothing
+a client sends can produce an HTTP 500.
 
 The logic is transport-neutral (:class:`Request` in, :data:`Response` out) and has two
 front ends: :meth:`StatusApp.quick` answers synchronously whatever memory can answer (the
@@ -35,7 +37,7 @@ from ctstatus.status.http import (
     read_body,
     send_response,
 )
-from ctstatus.status.ocsp_request import MalformedRequest, decode_get_path
+from ctstatus.status.ocsp_request import MalformedRequest, NotAnOcspPath, decode_get_path
 from ctstatus.status.responder import INTERNAL_ERROR, MALFORMED, Miss, Reply
 from ctstatus.status.service import StatusService
 
@@ -45,6 +47,10 @@ Response = tuple[int, Headers, bytes]
 """(HTTP status, headers without Date/Content-Length, body)"""
 
 _ALLOW: Final = [(b"allow", b"GET, HEAD, POST")]
+NOT_FOUND: Final = (
+    "not found: this server answers OCSP requests (GET /<base64 request>, POST /) and serves "
+    "CRLs and CA certificates at the paths in the certificates\n"
+)
 DECODED_MEMO: Final = 65_536
 """How many GET paths to remember decoded (clients repeat byte-identical URLs)."""
 
@@ -95,6 +101,9 @@ class StatusApp:
         self._responder = service.responder
         self._crls = service.crls
         self._prefixes = tuple(sorted(settings.ocsp_prefixes, key=len, reverse=True))
+        self._post_paths = frozenset(
+            {b"/", b"", *self._prefixes, *(prefix + b"/" for prefix in self._prefixes)}
+        )
         self.max_request_bytes = settings.max_request_bytes
         self.max_path_bytes = settings.max_path_bytes
         self._certs = dict(settings.ca_certificates)
@@ -106,6 +115,8 @@ class StatusApp:
         """The response, or a :class:`Miss` to hand to :meth:`resolve` (it needs the ledger)."""
         method = request.method
         if method == "POST":
+            if request.path not in self._post_paths:
+                return text_response(404, NOT_FOUND)
             content_type = request.header(b"content-type")
             if content_type != OCSP_REQUEST and (
                 content_type is None or content_type.split(b";")[0].strip().lower() != OCSP_REQUEST
@@ -130,6 +141,8 @@ class StatusApp:
         if der is None:
             try:
                 der = decode_get_path(path, self._prefixes)
+            except NotAnOcspPath:
+                return text_response(404, NOT_FOUND)
             except MalformedRequest:
                 return _ocsp(MALFORMED)
             if len(self._decoded) >= DECODED_MEMO:

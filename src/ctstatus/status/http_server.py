@@ -39,6 +39,7 @@ from typing import Final, cast
 
 import httptools
 
+from ctstatus.errors import UserError
 from ctstatus.status.app import Request, Response, StatusApp, text_response
 from ctstatus.status.responder import INTERNAL_ERROR, Miss
 
@@ -313,8 +314,15 @@ class HttpServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
-    async def serve(self, host: str, port: int, *, ready: Callable[[], None] | None = None) -> None:
-        """Start the service, listen, and run until :meth:`stop` (or SIGINT/SIGTERM)."""
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        ready: Callable[[], None] | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Start the service, listen (on ``sock`` if given), run until :meth:`stop` or a signal."""
         loop = self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.app.service.start()
@@ -322,15 +330,18 @@ class HttpServer:
         # Background threads (ledger reads, signing) hold the GIL for at most 1 ms at a time
         # instead of 5: a request waiting behind them is what the p99 latency measures.
         sys.setswitchinterval(0.001)
-        server = await loop.create_server(
-            lambda: Connection(self), host, port, backlog=4096, reuse_address=True
-        )
+        if sock is not None:
+            server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=4096)
+        else:
+            server = await loop.create_server(
+                lambda: Connection(self), host, port, backlog=4096, reuse_address=True
+            )
         self.port = server.sockets[0].getsockname()[1]
         reaper = loop.create_task(self._reap())
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop)  # fails off the main thread (tests)
-        log.info("serving OCSP and CRLs on http://%s:%d", host, self.port)
+        log.info("serving OCSP and CRLs on %s", url_of(server.sockets[0]))
         if ready is not None:
             ready()
         try:
@@ -365,12 +376,46 @@ class HttpServer:
                 connection.check_timeouts(now)
 
 
-def run(app: StatusApp, host: str, port: int, limits: Limits = Limits()) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port), or a one-line :class:`UserError`.
+
+    Bound before anything else starts, so a taken port is said at once and plainly.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "stop what uses that port, or pick another with --port (--port 0: any free port)",
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run(
+    app: StatusApp,
+    host: str,
+    port: int,
+    limits: Limits = Limits(),
+    *,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve until interrupted, on uvloop when it is installed."""
     server = HttpServer(app, limits)
+    serving = server.serve(host, port, sock=sock)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency of the fast path
-        asyncio.run(server.serve(host, port))
+        asyncio.run(serving)
     else:
-        uvloop.run(server.serve(host, port))
+        uvloop.run(serving)

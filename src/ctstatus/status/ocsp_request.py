@@ -26,6 +26,11 @@ class MalformedRequest(ValueError):
     """The bytes are not one parseable OCSP request for one certificate."""
 
 
+class NotAnOcspPath(MalformedRequest):
+    """A GET path that does not even look like a base64 OCSP request (``/favicon.ico``): the
+    server answers 404, not an OCSP error."""
+
+
 class UnsupportedHash(ValueError):
     """A well-formed request whose CertID uses a hash we do not index."""
 
@@ -63,6 +68,9 @@ def parse_request(der: bytes) -> CertIdQuery:
 
 
 _URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_BASE64: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \r\n"
+)
 
 
 def decode_get_path(path: bytes, prefixes: tuple[bytes, ...] = ()) -> bytes:
@@ -72,6 +80,12 @@ def decode_get_path(path: bytes, prefixes: tuple[bytes, ...] = ()) -> bytes:
     base64url instead of base64, missing ``=`` padding. ``prefixes`` are the path parts of the
     configured responder URLs (``/ocsp``), stripped when present. A DER request starts with
     ``0x30``, so its base64 starts with ``M`` and never with ``/``.
+
+    What is an OCSP request at all (RFC 6960 App. A.1 defines only this one form of GET): a
+    path whose request part starts with ``M`` and holds only base64/base64url characters. Such a
+    path that does not decode, or decodes to something that is not an OCSP request, is a broken
+    OCSP request (``malformedRequest``, :class:`MalformedRequest`). Anything else (``/``,
+    ``/favicon.ico``, ``/robots.txt``) raises :class:`NotAnOcspPath`: the server says 404.
     """
     for prefix in prefixes:
         if path == prefix or path.startswith(prefix + b"/"):
@@ -79,8 +93,8 @@ def decode_get_path(path: bytes, prefixes: tuple[bytes, ...] = ()) -> bytes:
             break
     encoded = unquote_to_bytes(path.lstrip(b"/")).translate(_URLSAFE)
     encoded = encoded.replace(b"\r", b"").replace(b"\n", b"").replace(b" ", b"+")
-    if not encoded:
-        raise MalformedRequest("the GET path holds no request")
+    if not encoded or encoded[:1] != b"M" or not _BASE64.issuperset(encoded):
+        raise NotAnOcspPath("the GET path is not a base64 OCSP request")
     encoded += b"=" * (-len(encoded) % 4)
     try:
         return binascii.a2b_base64(encoded, strict_mode=True)

@@ -6,7 +6,11 @@ clients and CDNs reuse them); the HTTP parser's own limits answer oversized head
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
+import socket
+from collections.abc import Generator
 from typing import Any
 
 from ctstatus.status.app import StatusApp
@@ -20,10 +24,18 @@ def uvicorn_options() -> dict[str, Any]:
     }
 
 
-def serve(app: StatusApp, host: str, port: int, *, log_level: str = "info") -> None:
+def serve(
+    app: StatusApp,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
+) -> None:
     """Serve until interrupted (SIGINT/SIGTERM shut down cleanly through the lifespan)."""
     import uvicorn
 
+    _Server = _server_class()
     config = uvicorn.Config(
         app,
         host=host,
@@ -37,4 +49,25 @@ def serve(app: StatusApp, host: str, port: int, *, log_level: str = "info") -> N
         log_level=log_level,
         **uvicorn_options(),
     )
-    uvicorn.Server(config).run()
+    _Server(config).run(sockets=None if sock is None else [sock])
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, but a signal that stopped it is not raised again after the shutdown (which
+        would end the process with a KeyboardInterrupt traceback)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            previous = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server

@@ -17,6 +17,7 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -151,6 +152,7 @@ class Checker:
             await self._probe(url, issuer, scope, now)
         crl_status: tuple[str | None, tuple[datetime, str | None] | None] = (None, None)
         crl_issued: datetime | None = None
+        crl_checked: dict[str, Any] | None = None  # which CRL said so, for the check history
         for url in info.get("crl", [])[:1]:
             state = await self.crls.get(url, issuer, now)
             if self._crl_recorded.get(url) != state.fetched_at:
@@ -158,6 +160,12 @@ class Checker:
                 self.store.record(f"crl:{url}", scope, state.findings, stamp, family="crl.")
             crl_status = self.crls.lookup(state, serial)
             crl_issued = state.this_update
+            if state.this_update is not None:
+                crl_checked = {
+                    "url": url,
+                    "number": state.crl_number,
+                    "this_update": state.this_update.isoformat(),
+                }
         if not info.get("ocsp") and not info.get("crl"):
             findings.append(Finding(Code.NO_STATUS_SOURCE, "no OCSP URL and no CRL DP", evidence))
         findings.extend(_cross(ocsp_verdict, crl_status, crl_issued))
@@ -165,7 +173,16 @@ class Checker:
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
         self._done.append(
             CheckDone(
-                cert, subject, scope, findings, stamp, CERT_FAMILY, next_due, status, crl_status[0]
+                cert,
+                subject,
+                scope,
+                findings,
+                stamp,
+                CERT_FAMILY,
+                next_due,
+                status,
+                crl_status[0],
+                crl_checked,
             )
         )
         if len(self._done) >= FLUSH_EVERY:

@@ -31,6 +31,7 @@ class CrlState:
     fetched_at: float = 0.0
     next_update: datetime | None = None
     this_update: datetime | None = None
+    crl_number: int | None = None
     revoked: dict[int, tuple[datetime, str | None]] | None = None
     findings: list[Finding] = field(default_factory=list)
     fetches: int = 0
@@ -110,11 +111,17 @@ class CrlCache:
         for entry in crl:
             reason: str | None = None
             with contextlib.suppress(x509.ExtensionNotFound):
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+                found = entry.extensions.get_extension_for_class(x509.CRLReason).value
+                reason = found.reason.value
             index[entry.serial_number] = (entry.revocation_date_utc, reason)
         state.revoked = index
         state.next_update = crl.next_update_utc
         state.this_update = crl.last_update_utc
+        state.crl_number = None
+        with contextlib.suppress(x509.ExtensionNotFound):
+            state.crl_number = crl.extensions.get_extension_for_class(
+                x509.CRLNumber
+            ).value.crl_number
 
     @staticmethod
     def _judge_freshness(state: CrlState, now: datetime) -> None:

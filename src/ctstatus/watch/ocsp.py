@@ -127,7 +127,7 @@ def classify(
     elif status is ocsp.OCSPCertStatus.REVOKED:
         verdict.revoked_at = single.revocation_time_utc
         reason = single.revocation_reason
-        verdict.reason = None if reason is None else reason.name
+        verdict.reason = None if reason is None else reason.value  # RFC 5280: keyCompromise
         if reason is x509.ReasonFlags.certificate_hold:
             verdict.add(Code.OCSP_HOLD, "revoked with reason certificateHold (BR §7.2.2)")
     return verdict

@@ -18,7 +18,7 @@ so storage grows with what is watched, not with the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -109,7 +109,9 @@ checks = sa.Table(
     sa.Column("serial", sa.String(42), nullable=False),
     sa.Column("checked_at", sa.Float, nullable=False),
     sa.Column("ocsp", sa.Text, nullable=False),  # good / revoked / unknown / None / none (no URL)
-    sa.Column("crl", sa.Text, nullable=True),  # revoked / not_listed; NULL: no CRL, or stale
+    # revoked / not_listed, or JSON {"status", "url", "number", "this_update"} naming the CRL
+    # that said so; NULL: no CRL, or stale
+    sa.Column("crl", sa.Text, nullable=True),
     sa.Column("findings", sa.Text, nullable=False),  # JSON list of the problem codes found
 )
 sa.Index("watch_checks_serial", checks.c.serial, checks.c.checked_at)
@@ -217,6 +219,8 @@ class CheckDone:
     next_due: float
     result: str
     crl: str | None = None
+    crl_checked: Mapping[str, Any] | None = None
+    """Which CRL gave ``crl``: its URL, CRL number and thisUpdate."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,21 @@ class CheckRow:
     ocsp: str
     crl: str | None
     findings: list[str]
+    crl_checked: dict[str, Any] | None = None
+
+
+def _crl_column(status: str | None, checked: Mapping[str, Any] | None) -> str | None:
+    """``watch_checks.crl``: the status alone, or a JSON object with the CRL that gave it."""
+    if checked is None:
+        return status
+    return json.dumps({"status": status, **checked}, sort_keys=True)
+
+
+def _crl_from_column(value: str | None) -> tuple[str | None, dict[str, Any] | None]:
+    if value is None or not value.startswith("{"):
+        return value, None
+    parsed = dict(json.loads(value))
+    return parsed.pop("status", None), parsed
 
 
 @dataclass(frozen=True)
@@ -652,7 +671,7 @@ class WatchStore:
                         "serial": i.cert.serial,
                         "checked_at": i.now,
                         "ocsp": i.result,
-                        "crl": i.crl,
+                        "crl": _crl_column(i.crl, i.crl_checked),
                         "findings": json.dumps(sorted({f.code.value for f in i.findings})),
                     }
                     for i in done
@@ -669,17 +688,21 @@ class WatchStore:
         query = query.order_by(checks.c.checked_at.desc(), checks.c.id.desc()).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            CheckRow(
-                r["issuer_key"],
-                r["serial"],
-                float(r["checked_at"]),
-                r["ocsp"],
-                r["crl"],
-                list(json.loads(r["findings"])),
+        out = []
+        for r in reversed(rows):
+            crl, crl_checked = _crl_from_column(r["crl"])
+            out.append(
+                CheckRow(
+                    r["issuer_key"],
+                    r["serial"],
+                    float(r["checked_at"]),
+                    r["ocsp"],
+                    crl,
+                    list(json.loads(r["findings"])),
+                    crl_checked,
+                )
             )
-            for r in reversed(rows)
-        ]
+        return out
 
     def trim_checks(self, *, before: float) -> int:
         """Drop the history of checks made before ``before`` (``history_days``); how many.

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ctstatus.api.app import api_routes
+from ctstatus.api.app import EXCEPTION_HANDLERS, api_routes
 from ctstatus.api.service import parse_serial
 from ctstatus.web import charts
 from ctstatus.web.context import DashboardContext
@@ -89,25 +89,50 @@ class Dashboard:
         problems = await self.context.problems()
         cas = sorted({p["ca"] for p in problems})
         codes = sorted({p["code"] for p in problems})
+        per_ca = {
+            ca: {
+                "open": sum(1 for p in problems if p["ca"] == ca and not p["resolved_at"]),
+                "resolved": sum(1 for p in problems if p["ca"] == ca and p["resolved_at"]),
+            }
+            for ca in cas
+        }
         return self.render(
-            "problems.html", page="problems", problems=problems, cas=cas, codes=codes
+            "problems.html",
+            page="problems",
+            problems=problems,
+            cas=cas,
+            codes=codes,
+            per_ca=per_ca,
         )
 
     async def lookup(self, request: Request) -> Response:
         query = request.query_params.get("q", "").strip()
         if not query:
             return self.render("serial.html", page="serial", query="", result=None, error=None)
-        serial = parse_serial(query)
-        if serial is None:
+        serial = None if "." in query else parse_serial(query)
+        if serial is not None:
+            return RedirectResponse(f"/serial/{serial:x}", status_code=303)
+        if "." not in query or len(query) > 253 or " " in query:
             return self.render(
                 "serial.html",
                 status=400,
                 page="serial",
                 query=query,
                 result=None,
-                error=f"{query!r} is not a serial number (give it in hex)",
+                error=f"{query!r} is not a serial number (hex) nor a DNS name",
             )
-        return RedirectResponse(f"/serial/{serial:x}", status_code=303)
+        found = await self.context.search_names(query)
+        return self.render(
+            "serial.html",
+            status=200 if found else 404,
+            page="serial",
+            query=query,
+            result=None,
+            found=found,
+            error=None
+            if found
+            else f"no certificate of {self.context.backend.issuer_name} names {query!r}",
+        )
 
     async def serial(self, request: Request) -> Response:
         text = request.path_params["serial"]
@@ -143,4 +168,4 @@ def web_app(context: DashboardContext, token_hash: str) -> Starlette:
         *api_routes(context.backend, token_hash),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

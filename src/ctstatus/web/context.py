@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,37 @@ from ctstatus.ledger import SerialState
 from ctstatus.stack.metrics import Series
 from ctstatus.watch.store import WatchStore
 from ctstatus.web.ocsp_probe import probe
+
+
+def names_of(der: bytes | None) -> list[str]:
+    """The DNS names and IP addresses a (pre)certificate is for: its SAN, else its CN."""
+    if der is None:
+        return []
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return [
+                str(a.value)
+                for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            ]
+        return [str(name.value) for name in san.value if hasattr(name, "value")]
+    except ValueError:
+        return []
+
+
+def name_matches(query: str, name: str) -> bool:
+    """Whether ``name`` (from a certificate) answers the search ``query`` (lowercase)."""
+    name = name.lower().rstrip(".")
+    if query == name:
+        return True
+    if name.startswith("*.") and "." in query and query.split(".", 1)[1] == name[2:]:
+        return True  # a wildcard certificate covers the name asked for
+    return query.startswith("*.") and "." in name and name.split(".", 1)[1] == query[2:]
 
 
 def _iso(ms: int | float | None) -> str | None:
@@ -42,6 +73,8 @@ class DashboardContext:
     status_url: str
     http: httpx.AsyncClient
     demo: bool = False
+    _names: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    """Names per serial row id, parsed once (certificates do not change)."""
 
     # -- sampling -----------------------------------------------------------------------
 
@@ -58,13 +91,18 @@ class DashboardContext:
         from ctstatus.watch.store import logs as watch_logs
 
         ledger = self.backend.ledger
-        counts = ledger.count_by_state()
+        counts, per_issuer, ever_abandoned = self._state_counts()
+        open_by_ca: dict[str, int] = {}
+        for problem in self.watch_store.problems(open_only=True):
+            open_by_ca[problem.scope] = open_by_ca.get(problem.scope, 0) + 1
         issuers = [
             {
                 "name": issuer.name,
                 "subject": issuer.certificate.subject.rfc4514_string(),
                 "not_after": issuer.not_after.date().isoformat(),
-                "counts": ledger.count_by_state(issuer.id),
+                "counts": per_issuer.get(issuer.id, {}),
+                "ever_abandoned": ever_abandoned.get(issuer.id, 0),
+                "open_problems": open_by_ca.get(issuer.name, 0),
             }
             for issuer in ledger.issuers()
         ]
@@ -80,14 +118,6 @@ class DashboardContext:
                     events.c.to_state.in_([SerialState.ISSUED.value, SerialState.ABANDONED.value]),
                 )
             ).all()
-            quorum_failures = int(
-                conn.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(events)
-                    .where(events.c.to_state == SerialState.ABANDONED.value)
-                )
-                or 0
-            )
             crl_rows = conn.execute(
                 sa.select(
                     crls.c.issuer_id,
@@ -128,9 +158,9 @@ class DashboardContext:
         with ledger.engine.connect() as conn:
             for serial_id, at, detail in recent_abandoned:
                 row = conn.execute(
-                    sa.select(serials.c.serial, serials.c.state, serials.c.revoked_at).where(
-                        serials.c.id == serial_id
-                    )
+                    sa.select(
+                        serials.c.serial, serials.c.state, serials.c.cert_der, serials.c.precert_der
+                    ).where(serials.c.id == serial_id)
                 ).first()
                 if row is None:
                     continue
@@ -141,7 +171,8 @@ class DashboardContext:
                         "serial": row[0],
                         "at": at.isoformat(timespec="seconds"),
                         "state": row[1],
-                        "why": str(why)[:160],
+                        "names": names_of(row[2] or row[3]),
+                        "why": str(why),  # whole: the template wraps it
                     }
                 )
         with self.watch_store.engine.connect() as conn:
@@ -174,17 +205,97 @@ class DashboardContext:
                 }
             )
         return {
-            "counts": {state.value: count for state, count in counts.items()},
+            "counts": counts,
+            "ever_abandoned": sum(ever_abandoned.values()),
             "issuers": issuers,
             "minutes": minutes,
             "issued": issued,
             "abandoned": abandoned,
-            "quorum_failures": quorum_failures,
+            "quorum_failures": sum(ever_abandoned.values()),
             "crl_ages": sorted(crl_ages, key=lambda c: (c["issuer"], c["shard"])),
             "abandoned_serials": abandoned_serials,
             "logs": logs,
-            "open_problems": len(self.watch_store.problems(open_only=True)),
+            "open_problems": sum(open_by_ca.values()),
+            "open_problems_by_ca": dict(sorted(open_by_ca.items())),
         }
+
+    def _state_counts(
+        self,
+    ) -> tuple[dict[str, int], dict[int, dict[str, int]], dict[int, int]]:
+        """Serials by state, per issuer and in all, and how many of them were ever abandoned
+        (an abandoned precertificate is then revoked by policy, so its state is ``revoked``):
+        one query, so the card, the table and the issuers agree."""
+        from ctstatus.ledger.schema import events, serials
+
+        was_abandoned = (
+            sa.select(events.c.serial_id)
+            .where(
+                events.c.serial_id == serials.c.id,
+                events.c.to_state == SerialState.ABANDONED.value,
+            )
+            .exists()
+        )
+        query = sa.select(
+            serials.c.issuer_id,
+            serials.c.state,
+            sa.func.count(),
+            sa.func.sum(sa.case((was_abandoned, 1), else_=0)),
+        ).group_by(serials.c.issuer_id, serials.c.state)
+        counts = {state.value: 0 for state in SerialState}
+        per_issuer: dict[int, dict[str, int]] = {}
+        ever: dict[int, int] = {}
+        with self.backend.ledger.engine.connect() as conn:
+            for issuer_id, state, count, abandoned in conn.execute(query):
+                counts[state] += int(count)
+                mine = per_issuer.setdefault(issuer_id, {s.value: 0 for s in SerialState})
+                mine[state] += int(count)
+                ever[issuer_id] = ever.get(issuer_id, 0) + int(abandoned or 0)
+        return counts, per_issuer, ever
+
+    # -- search by name -----------------------------------------------------------------
+
+    def _names_sync(self, query: str, limit: int) -> list[dict[str, Any]]:
+        from ctstatus.ledger.schema import serials
+
+        found: list[dict[str, Any]] = []
+        with self.backend.ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    serials.c.id,
+                    serials.c.serial,
+                    serials.c.state,
+                    serials.c.not_after,
+                    serials.c.cert_der,
+                    serials.c.precert_der,
+                )
+                .where(
+                    serials.c.issuer_id == self.backend.issuer_id,
+                    sa.or_(serials.c.cert_der.is_not(None), serials.c.precert_der.is_not(None)),
+                )
+                .order_by(serials.c.id.desc())
+            )
+            for row in rows:
+                names = self._names.get(row.id)
+                if names is None:
+                    names = self._names[row.id] = names_of(row.cert_der or row.precert_der)
+                if any(name_matches(query, name) for name in names):
+                    found.append(
+                        {
+                            "serial": row.serial,
+                            "state": row.state,
+                            "not_after": row.not_after.isoformat(timespec="seconds"),
+                            "names": names,
+                        }
+                    )
+                    if len(found) >= limit:
+                        break
+        return found
+
+    async def search_names(self, query: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Serials whose certificate or precertificate names ``query`` (a DNS name, any case;
+        ``*.example.com`` finds the wildcard and the names it covers; a wildcard certificate
+        is found by the names it covers). Newest first, at most ``limit``."""
+        return await asyncio.to_thread(self._names_sync, query.strip().lower().rstrip("."), limit)
 
     async def overview(self) -> dict[str, Any]:
         data = await asyncio.to_thread(self._overview_sync)
@@ -260,6 +371,7 @@ class DashboardContext:
                 "at": _iso(row.checked_at * 1000),
                 "ocsp": row.ocsp,
                 "crl": row.crl,
+                "crl_checked": row.crl_checked,
                 "findings": row.findings,
             }
             for row in self.watch_store.check_history(hex_serial)
@@ -349,8 +461,10 @@ class DashboardContext:
             }
         )
         timeline.sort(key=lambda item: str(item["at"]))
+        names = names_of(record.cert_der or record.precert_der)
         return {
-            "record": record_json(record),
+            "names": names,
+            "record": record_json(record, self.backend.issuer_name),
             "timeline": timeline,
             "ocsp": answer,
             "ct": ct,

@@ -48,7 +48,7 @@ def decode_response(der: bytes) -> dict[str, Any]:
         revoked = response.revocation_time_utc
         result["revoked_at"] = None if revoked is None else revoked.isoformat()
         reason = response.revocation_reason
-        result["reason"] = "unspecified" if reason is None else reason.name
+        result["reason"] = "unspecified" if reason is None else reason.value  # keyCompromise
     result["serial"] = format(response.serial_number, "x")
     return result
 
