@@ -43,6 +43,8 @@ class WatchConfig(_Section):
     grace_seconds: Annotated[float, Field(ge=0, le=86_400)] = 900
     poll_seconds: Annotated[float, Field(ge=1, le=86_400)] = 300
     recheck_seconds: Annotated[float, Field(ge=60, le=30 * 86_400)] = 21_600
+    retry_seconds: Annotated[float, Field(ge=1, le=86_400)] = 60
+    retry_max_seconds: Annotated[float, Field(ge=1, le=86_400)] = 300
     probe_seconds: Annotated[float, Field(ge=0, le=30 * 86_400)] = 3600
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     download_concurrency: Annotated[int, Field(ge=1, le=64)] = 4

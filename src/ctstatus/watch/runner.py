@@ -7,6 +7,7 @@ the watcher (so the daemon's passes share it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from ctstatus.watch.store import WatchStore
 
 DAY = 86_400.0
 TRIM_EVERY = 3600.0  # seconds between trims of the check history (a full scan of it)
+WAKE_SECONDS = 5.0  # between passes: how often to look for checks that came due
 
 
 @dataclass
@@ -109,6 +111,8 @@ class Watcher:
         )
         self._limits = Limits(entries_per_request=config.batch_size)
         self._follow_settings = settings
+        # The first checks still waiting follow the grace and own issuers of this config.
+        self.replanned = self.store.replan(frozenset(own), config.grace_seconds)
         self.logs = []
         self.buckets: dict[str, TokenBucket] = {}  # by log URL: one per log, for every pass
         for log in log_list.logs:
@@ -126,6 +130,8 @@ class Watcher:
                 concurrency=config.check_concurrency,
                 recheck_seconds=config.recheck_seconds,
                 probe_seconds=config.probe_seconds,
+                retry_seconds=config.retry_seconds,
+                retry_max_seconds=config.retry_max_seconds,
             ),
             clock=clock,
         )
@@ -144,14 +150,7 @@ class Watcher:
         """Follow every log to its head, check what is due, alert; count new problems."""
         before = {p.id for p in self.store.problems(open_only=True)}
         result = PassResult()
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits)
-        if self.config.resolve:
-            transport = ResolvingTransport(dict(self.config.resolve), transport)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            new_http_session(resolve=dict(self.config.resolve)) as log_http,
-        ):
+        async with new_http_session(resolve=dict(self.config.resolve)) as log_http:
             followers = [
                 LogFollower(
                     LogClient(
@@ -171,16 +170,38 @@ class Watcher:
                 for endpoint in self.logs
             ]
             result.follow = list(await asyncio.gather(*(f.poll() for f in followers)))
-            lean = LeanHttp(dict(self.config.resolve))
-            self.checker.use(http, lean)
-            try:
-                result.checks = await self.checker.run_due()
-            finally:
-                await lean.aclose()
+        result.checks = await self.check_due()
         after = {p.id for p in self.store.problems(open_only=True)}
         result.new_problems = len(after - before)
         result.alerts = deliver(self.store, self.senders)
         result.trimmed = self.trim_history()
+        return result
+
+    async def check_due(self) -> CheckResult:
+        """Run the checks due now (retries, requested rechecks, first checks after grace)."""
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits)
+        if self.config.resolve:
+            transport = ResolvingTransport(dict(self.config.resolve), transport)
+        async with httpx.AsyncClient(transport=transport) as http:
+            lean = LeanHttp(dict(self.config.resolve))
+            self.checker.use(http, lean)
+            try:
+                return await self.checker.run_due()
+            finally:
+                await lean.aclose()
+
+    async def between_passes(self) -> PassResult | None:
+        """Between two passes: run the checks that came due (a retry after a problem, a
+        ``ctstatus watch recheck``) and deliver their alerts; None when nothing was due."""
+        due = self.store.next_due()
+        if due is None or due > self.clock().timestamp():
+            return None
+        before = {p.id for p in self.store.problems(open_only=True)}
+        result = PassResult(checks=await self.check_due())
+        after = {p.id for p in self.store.problems(open_only=True)}
+        result.new_problems = len(after - before)
+        result.alerts = deliver(self.store, self.senders)
         return result
 
     def trim_history(self) -> int:
@@ -193,10 +214,20 @@ class Watcher:
         self._trimmed_at = now
         return self.store.trim_checks(before=now - days * DAY)
 
-    async def run_forever(self) -> None:
-        while True:
+    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Passes every ``poll_seconds``; between them, every :data:`WAKE_SECONDS`, the checks
+        that came due. Returns when ``stop`` is set (between transactions)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             await self.run_once()
-            await asyncio.sleep(self.config.poll_seconds)
+            waited = 0.0
+            while waited < self.config.poll_seconds and not stop.is_set():
+                step = min(WAKE_SECONDS, self.config.poll_seconds - waited)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), step)
+                waited += step
+                if not stop.is_set():
+                    await self.between_passes()
 
     def close(self) -> None:
         self.store.close()
