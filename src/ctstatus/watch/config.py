@@ -32,6 +32,16 @@ class AlertsConfig(_Section):
     smtp: SmtpConfig | None = None
 
 
+class ReconcileConfig(_Section):
+    """Scheduled reconciliation with the CA's ledger (the daemon; ``ctstatus reconcile`` is the
+    one-off): the CA instance directory gives the ledger URL and the abandon policy."""
+
+    instance: Path
+    interval_seconds: Annotated[float, Field(ge=10, le=86_400)] = 300
+    fix: bool = False
+    mmd_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 86_400
+
+
 class WatchConfig(_Section):
     """Which logs to follow, which issuers to check, how often, and where to keep state."""
 
@@ -55,6 +65,7 @@ class WatchConfig(_Section):
     resolve: dict[str, str] = {}
     history_days: Annotated[float, Field(ge=0, le=36_500)] = 90
     alerts: AlertsConfig = AlertsConfig()
+    reconcile: ReconcileConfig | None = None
 
 
 def load_watch_config(path: Path) -> tuple[WatchConfig, Path]:

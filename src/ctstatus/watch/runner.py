@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,11 @@ from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.lean import LeanHttp
 from ctstatus.watch.ratelimit import TokenBucket
+from ctstatus.watch.reconcile import ReconcileResult
+from ctstatus.watch.scheduled import ScheduledReconcile
 from ctstatus.watch.store import WatchStore
+
+log = logging.getLogger("ctstatus.watch")
 
 DAY = 86_400.0
 TRIM_EVERY = 3600.0  # seconds between trims of the check history (a full scan of it)
@@ -48,6 +53,7 @@ class PassResult:
     new_problems: int = 0
     alerts: int = 0
     trimmed: int = 0  # history rows dropped (history_days)
+    reconciled: ReconcileResult | None = None  # when [reconcile] ran in this pass
 
 
 def read_log_list(source: str, base: Path) -> LogList:
@@ -145,6 +151,9 @@ class Watcher:
             if smtp is not None:
                 senders.append(smtp_sender(smtp.host, smtp.port, smtp.sender, smtp.to))
         self.senders = senders
+        self.reconciler = (
+            None if config.reconcile is None else ScheduledReconcile(config.reconcile, base, clock)
+        )
 
     async def run_once(self) -> PassResult:
         """Follow every log to its head, check what is due, alert; count new problems."""
@@ -171,6 +180,11 @@ class Watcher:
             ]
             result.follow = list(await asyncio.gather(*(f.poll() for f in followers)))
         result.checks = await self.check_due()
+        if self.reconciler is not None:
+            try:
+                result.reconciled = self.reconciler.run_if_due(self.store)
+            except Exception:  # a ledger outage fails this run, not the watcher
+                log.exception("scheduled reconcile failed; retrying at the next interval")
         after = {p.id for p in self.store.problems(open_only=True)}
         result.new_problems = len(after - before)
         result.alerts = deliver(self.store, self.senders)
