@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
-from ctstatus.clock import Clock, system_clock
+from ctstatus.clock import Clock, Every, system_clock
 from ctstatus.ct.client import Limits, LogClient, LogEndpoint
-from ctstatus.ct.loglist import Log, LogList, load_log_list, parse_log_list
+from ctstatus.ct.loglist import DROPPED_STATES, Log, LogList
 from ctstatus.ct.transport import LoopTimer, RetryPolicy, Timer, new_http_session
 from ctstatus.errors import ConfigError
 from ctstatus.watch.alerts import (
@@ -34,12 +34,20 @@ from ctstatus.watch.entries import ALL, issuer_key_of
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.lean import LeanHttp
+from ctstatus.watch.loglive import (
+    CHANGE_FAMILY,
+    SOURCE_FAMILY,
+    LiveLogList,
+    ReadResult,
+    changes,
+)
+from ctstatus.watch.problems import Finding
 from ctstatus.watch.ratelimit import TokenBucket
 from ctstatus.watch.reconcile import ReconcileResult
 from ctstatus.watch.scheduled import ScheduledReconcile
 from ctstatus.watch.store import WatchStore
 
-log = logging.getLogger("ctstatus.watch")
+log_ = logging.getLogger("ctstatus.watch")
 
 DAY = 86_400.0
 TRIM_EVERY = 3600.0  # seconds between trims of the check history (a full scan of it)
@@ -54,16 +62,7 @@ class PassResult:
     alerts: int = 0
     trimmed: int = 0  # history rows dropped (history_days)
     reconciled: ReconcileResult | None = None  # when [reconcile] ran in this pass
-
-
-def read_log_list(source: str, base: Path) -> LogList:
-    """A log list v3 from a file or an http(s) URL."""
-    if source.startswith(("http://", "https://")):
-        response = httpx.get(source, timeout=30)
-        response.raise_for_status()
-        return parse_log_list(response.content, source=source)
-    path = Path(source)
-    return load_log_list(path if path.is_absolute() else base / path)
+    log_list_changes: dict[str, Finding] = field(default_factory=dict)  # when refreshed
 
 
 def _issuer_keys(paths: list[Path], base: Path) -> dict[str, tuple[bytes, str]]:
@@ -94,9 +93,19 @@ class Watcher:
         self.clock = clock
         self.timer = timer or LoopTimer()
         self._trimmed_at: float | None = None
-        log_list = read_log_list(config.log_list, base)
-        rates = log_rates(config, log_list)  # a config error before anything is opened
+        self.live = LiveLogList(
+            config.log_list_sources(), base, config.log_list_cache, timeout=30.0
+        )
+        read = self.live.read()
+        if read.log_list is None:  # no source, and no good copy of one: nothing to follow
+            raise read.errors[0]
+        log_list = read.log_list
+        log_rates(config, log_list)  # a config error before anything is opened
         self.store = WatchStore.open(_database_url(config.database, base))
+        self._record_sources(read)
+        self.log_list = log_list
+        self._list_every = Every(config.log_list_seconds, clock)
+        self._list_every.due()  # just read
         watched_certs = (
             {} if isinstance(config.issuers, str) else _issuer_keys(config.issuers, base)
         )
@@ -119,15 +128,9 @@ class Watcher:
         self._follow_settings = settings
         # The first checks still waiting follow the grace and own issuers of this config.
         self.replanned = self.store.replan(frozenset(own), config.grace_seconds)
-        self.logs = []
+        self.logs: list[LogEndpoint] = []
         self.buckets: dict[str, TokenBucket] = {}  # by log URL: one per log, for every pass
-        for log in log_list.logs:
-            if config.logs and not {log.description, log.url, log.log_id_b64} & set(config.logs):
-                continue
-            _loopback_or_https(log.url or log.submission_url or "")
-            endpoint = LogEndpoint.from_log(log)
-            self.logs.append(endpoint)
-            self.buckets[endpoint.url] = TokenBucket(rates[log.log_id_b64], timer=self.timer)
+        self._apply(log_list, strict=True)
         self.checker = Checker(
             self.store,
             None,
@@ -155,10 +158,71 @@ class Watcher:
             None if config.reconcile is None else ScheduledReconcile(config.reconcile, base, clock)
         )
 
+    def _apply(self, log_list: LogList, *, strict: bool) -> None:
+        """Follow the logs of ``log_list`` that it does not say are gone (rejected, retired)
+        and ``logs`` selects; a log kept keeps its token bucket. ``strict`` (at start): a
+        plain-HTTP log off loopback or an override naming no log is an error; on a refresh
+        such a log is skipped and the override ignored, and the watcher keeps going."""
+        rates = log_rates(config=self.config, log_list=log_list, strict=strict)
+        endpoints: list[LogEndpoint] = []
+        buckets: dict[str, TokenBucket] = {}
+        for log in log_list.logs:
+            names = {log.description, log.url, log.log_id_b64}
+            if self.config.logs and not names & set(self.config.logs):
+                continue
+            if log.state in DROPPED_STATES:
+                continue
+            try:
+                _loopback_or_https(log.url or log.submission_url or "")
+            except ValueError:
+                if strict:
+                    raise
+                log_.warning("log list: skipping %s (plain HTTP off loopback)", log.description)
+                continue
+            endpoint = LogEndpoint.from_log(log)
+            endpoints.append(endpoint)
+            bucket = self.buckets.get(endpoint.url)
+            rate = rates[log.log_id_b64]
+            if bucket is None or bucket.rate != rate:
+                bucket = TokenBucket(rate, timer=self.timer)
+            buckets[endpoint.url] = bucket
+        self.logs, self.buckets = endpoints, buckets
+
+    def _record_sources(self, read: ReadResult) -> None:
+        now = self.clock().timestamp()
+        for subject, findings in read.findings.items():
+            self.store.record(subject, "log list", findings, now, family=SOURCE_FAMILY)
+
+    async def refresh_log_list(self) -> dict[str, Finding]:
+        """Fetch every list now; if any gave a good one, follow it; record what changed (and
+        close the changes of the refresh before). The old list stays on any failure."""
+        read = await asyncio.to_thread(self.live.read)
+        self._record_sources(read)
+        new = read.log_list
+        if new is None:
+            return {}
+        found = changes(self.log_list, new)
+        now = self.clock().timestamp()
+        still_open = {
+            p.subject
+            for p in self.store.problems(open_only=True)
+            if p.subject.startswith("loglist-log:")
+        }
+        for subject in sorted(still_open | set(found)):
+            finding = found.get(subject)
+            self.store.record(
+                subject, "log list", [] if finding is None else [finding], now, family=CHANGE_FAMILY
+            )
+        self._apply(new, strict=False)
+        self.log_list = new
+        return found
+
     async def run_once(self) -> PassResult:
         """Follow every log to its head, check what is due, alert; count new problems."""
         before = {p.id for p in self.store.problems(open_only=True)}
         result = PassResult()
+        if self._list_every.due():
+            result.log_list_changes = await self.refresh_log_list()
         async with new_http_session(resolve=dict(self.config.resolve)) as log_http:
             followers = [
                 LogFollower(
@@ -184,7 +248,7 @@ class Watcher:
             try:
                 result.reconciled = self.reconciler.run_if_due(self.store)
             except Exception:  # a ledger outage fails this run, not the watcher
-                log.exception("scheduled reconcile failed; retrying at the next interval")
+                log_.exception("scheduled reconcile failed; retrying at the next interval")
         after = {p.id for p in self.store.problems(open_only=True)}
         result.new_problems = len(after - before)
         result.alerts = deliver(self.store, self.senders)
@@ -247,13 +311,15 @@ class Watcher:
         self.store.close()
 
 
-def log_rates(config: WatchConfig, log_list: LogList) -> dict[str, float]:
+def log_rates(config: WatchConfig, log_list: LogList, *, strict: bool = True) -> dict[str, float]:
     """Requests per second for each log of the list (by base64 log ID): the default, or the
     lowest override naming it by description, URL or log ID. An override that names no log of
     the list is a config error (a typo would otherwise go unnoticed)."""
     overrides: dict[str, list[float]] = {}
     for key, rate in config.log_rate_limits.items():
         named = [log for log in log_list.logs if key.rstrip("/") in _names(log)]
+        if not named and not strict:
+            continue  # the list changed under the config: the override waits for its log
         if not named:
             raise ConfigError(
                 f"log_rate_limits names {key!r}, which is no log of the log list",
