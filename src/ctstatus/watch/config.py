@@ -84,6 +84,7 @@ class WatchConfig(_Section):
     check_concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
     resolve: dict[str, str] = {}
+    lease_seconds: Annotated[float, Field(ge=2, le=3600)] = 60  # PostgreSQL: several processes
     history_days: Annotated[float, Field(ge=0, le=36_500)] = 90
     alerts: AlertsConfig = AlertsConfig()
     reconcile: ReconcileConfig | None = None

@@ -34,6 +34,7 @@ from ctstatus.watch.entries import ALL, issuer_key_of
 from ctstatus.watch.follower import FollowResult, FollowSettings, LogFollower
 from ctstatus.watch.http import ResolvingTransport
 from ctstatus.watch.lean import LeanHttp
+from ctstatus.watch.leases import Leases, new_holder
 from ctstatus.watch.loglive import (
     CHANGE_FAMILY,
     SOURCE_FAMILY,
@@ -51,6 +52,7 @@ log_ = logging.getLogger("ctstatus.watch")
 
 DAY = 86_400.0
 TRIM_EVERY = 3600.0  # seconds between trims of the check history (a full scan of it)
+CLAIM_SECONDS = 300.0  # several processes: a claimed check is due again after this if not done
 WAKE_SECONDS = 5.0  # between passes: how often to look for checks that came due
 
 
@@ -131,10 +133,17 @@ class Watcher:
         self.logs: list[LogEndpoint] = []
         self.buckets: dict[str, TokenBucket] = {}  # by log URL: one per log, for every pass
         self._apply(log_list, strict=True)
+        # PostgreSQL: this process follows the logs it holds a lease on and claims its checks.
+        self.leases = (
+            None
+            if self.store.engine.dialect.name == "sqlite"
+            else Leases(self.store, clock, seconds=config.lease_seconds, holder=new_holder())
+        )
         self.checker = Checker(
             self.store,
             None,
             CheckSettings(
+                claim_seconds=None if self.leases is None else CLAIM_SECONDS,
                 timeout=config.timeout_seconds,
                 concurrency=config.check_concurrency,
                 recheck_seconds=config.recheck_seconds,
@@ -224,6 +233,10 @@ class Watcher:
         if self._list_every.due():
             result.log_list_changes = await self.refresh_log_list()
         async with new_http_session(resolve=dict(self.config.resolve)) as log_http:
+            held = None
+            if self.leases is not None:
+                ids = [e.log_id.hex() for e in self.logs if e.log_id is not None]
+                held = await asyncio.to_thread(self.leases.acquire, ids)
             followers = [
                 LogFollower(
                     LogClient(
@@ -241,8 +254,9 @@ class Watcher:
                     clock=self.clock,
                 )
                 for endpoint in self.logs
+                if held is None or (endpoint.log_id is not None and endpoint.log_id.hex() in held)
             ]
-            result.follow = list(await asyncio.gather(*(f.poll() for f in followers)))
+            result.follow = await self._follow(followers)
         result.checks = await self.check_due()
         if self.reconciler is not None:
             try:
@@ -254,6 +268,43 @@ class Watcher:
         result.alerts = deliver(self.store, self.senders)
         result.trimmed = self.trim_history()
         return result
+
+    async def _follow(self, followers: list[LogFollower]) -> list[FollowResult]:
+        """Poll every log at once; with leases, renew them while following, and stop
+        following a log whose lease was lost (another process holds it now)."""
+        leases = self.leases
+        if leases is None:
+            return list(await asyncio.gather(*(f.poll() for f in followers)))
+        tasks = {f.log_id: asyncio.create_task(f.poll()) for f in followers}
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(leases.seconds / 3)
+                kept = await asyncio.to_thread(leases.renew, set(tasks))
+                for log_id, task in tasks.items():
+                    if log_id not in kept:
+                        log_.warning("lease on log %s lost; another watcher follows it", log_id)
+                        task.cancel()
+
+        renewer = asyncio.create_task(renew())
+        try:
+            done = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        for outcome in done:
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, asyncio.CancelledError
+            ):
+                raise outcome
+        return [r for r in done if isinstance(r, FollowResult)]
+
+    def keep_leases(self) -> None:
+        """Between passes: renew what this process holds, so no other takes it meanwhile."""
+        if self.leases is not None:
+            ids = {e.log_id.hex() for e in self.logs if e.log_id is not None}
+            self.leases.renew(ids)
 
     async def check_due(self) -> CheckResult:
         """Run the checks due now (retries, requested rechecks, first checks after grace)."""
@@ -305,9 +356,13 @@ class Watcher:
                     await asyncio.wait_for(stop.wait(), step)
                 waited += step
                 if not stop.is_set():
+                    self.keep_leases()
                     await self.between_passes()
 
     def close(self) -> None:
+        if self.leases is not None:
+            with contextlib.suppress(Exception):  # a closing database: the leases expire
+                self.leases.release()
         self.store.close()
 
 
