@@ -106,3 +106,37 @@ def test_two_processes_split_the_logs_and_take_over(
             process.wait(timeout=30)
         store.close()
         stop_logs(logs)
+
+
+@pytest.mark.postgres
+def test_due_checks_are_claimed_once_on_postgresql(fresh_postgres_url: str) -> None:
+    from ctstatus.watch.store import certs
+
+    with WatchStore.open(fresh_postgres_url) as store:
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(certs),
+                [
+                    {
+                        "issuer_key": "ab" * 32,
+                        "serial": format(serial, "x"),
+                        "tbs_sha256": b"\x00" * 32,
+                        "has_precert": True,
+                        "has_final": False,
+                        "first_seen_ms": 1000,
+                        "info": "{}",
+                        "due_at": float(serial),
+                        "failures": serial % 3,
+                    }
+                    for serial in range(1, 6)
+                ],
+            )
+        first = store.due(100.0, limit=3, claim_seconds=300)
+        assert [c.serial for c in sorted(first, key=lambda c: int(c.serial, 16))] == ["1", "2", "3"]
+        assert {c.serial: c.failures for c in first} == {"1": 1, "2": 2, "3": 0}
+        second = store.due(100.0, claim_seconds=300)  # another process: only the unclaimed
+        assert sorted(c.serial for c in second) == ["4", "5"]
+        assert store.due(100.0, claim_seconds=300) == []
+        assert len(store.due(401.0, claim_seconds=300)) == 5  # claims ran out: due again
+        assert store.request_recheck(["3"]) == 1
+        assert [c.serial for c in store.due(0.0)] == ["3"]  # the front of the queue
