@@ -100,6 +100,11 @@ def test_two_processes_split_the_logs_and_take_over(
         _wait("the new entries followed", lambda: verified() == sizes, processes, verified)
         assert len(holders()) == 3
         assert store.entry_count() == 2 * len(NAMES)  # no gap, no duplicate
+        # SIGTERM stops it at once and gives its leases back (no wait for expiry).
+        survivor = processes.pop()
+        survivor.terminate()
+        assert survivor.wait(timeout=30) == 0
+        assert holders() == {}
     finally:
         for process in processes:
             process.terminate()

@@ -60,8 +60,10 @@ def watch_command(
 
 async def _daemon(config: Path) -> None:
     """The daemon: SIGHUP re-reads the config (and re-plans the queue if the grace or own
-    issuers changed) between passes; SIGINT/SIGTERM stop it between transactions."""
+    issuers changed) after the pass in progress; SIGINT/SIGTERM stop it at once (a kill
+    between transactions loses nothing) and give its leases back."""
     import asyncio
+    import contextlib
     import signal
 
     from ctstatus.watch.config import load_watch_config
@@ -85,7 +87,16 @@ async def _daemon(config: Path) -> None:
         reload.clear()
         wake.clear()
         try:
-            await watcher.run_forever(wake)
+            running = asyncio.create_task(watcher.run_forever(wake))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():  # now, even mid-pass: each batch is its own transaction
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            else:
+                stopping.cancel()
+                running.result()
         finally:
             watcher.close()
         if reload.is_set() and not stop.is_set():
