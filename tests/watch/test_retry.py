@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -205,3 +206,64 @@ def test_changing_the_grace_re_plans_waiting_first_checks(
         assert asyncio.run(watcher.run_once()).checks.checked == 1
     finally:
         watcher.close()
+
+
+def test_sighup_reloads_the_config_and_re_plans(
+    setup: tuple[WatchCa, MisbehavingApp, Logs, int, Path],
+) -> None:
+    """The daemon re-reads watch.toml on SIGHUP: the issuer made one of ours has its waiting
+    first check moved from the grace hour to now, and it is checked."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ctstatus.watch.store import WatchStore
+
+    ca, _, logs, serial, work = setup
+    issuer = work / "issuer.pem"
+    issuer.write_bytes(ca.issuing.public_bytes(serialization.Encoding.PEM))
+    toml = work / "watch.toml"
+    common = (
+        f'database = "sqlite:///{work / "watch.db"}"\nlog_list = "{logs.log_list}"\n'
+        "poll_seconds = 1\ngrace_seconds = 3600\ntimeout_seconds = 2\n"
+    )
+    toml.write_text(common + "[alerts]\nstdout = false\n")
+    output = work / "daemon.log"
+    with output.open("w") as sink:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ctstatus"), "watch", "-c", str(toml)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"COLUMNS": "200"},
+        )
+    store = WatchStore.open(f"sqlite:///{work / 'watch.db'}")
+
+    def row() -> sa.RowMapping | None:
+        with store.engine.connect() as conn:
+            query = sa.select(certs).where(certs.c.serial == format(serial, "x"))
+            return conn.execute(query).mappings().first()
+
+    def wait(what: str, ready: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert daemon.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, f"{what}: {output.read_text()}"
+            time.sleep(0.1)  # waits on the daemon's passes
+
+    try:
+        wait("queued", lambda: row() is not None)
+        current = row()
+        assert current is not None
+        assert current["last_checked"] is None  # in its grace hour
+        toml.write_text(common + f'own_issuers = ["{issuer}"]\n[alerts]\nstdout = false\n')
+        daemon.send_signal(signal.SIGHUP)
+        wait("checked after the reload", lambda: (row() or {}).get("last_checked") is not None)
+        assert "re-planned" in output.read_text()
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        store.close()
