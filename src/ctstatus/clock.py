@@ -28,3 +28,21 @@ class FrozenClock:
         from datetime import timedelta
 
         self.now = self.now + timedelta(**kwargs)
+
+
+class Every:
+    """A job's schedule on the injected clock: due at the first look, then every ``seconds``
+    after the last run (a daemon asks ``due`` each time round its loop)."""
+
+    def __init__(self, seconds: float, clock: Clock = system_clock) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.last: datetime | None = None
+
+    def due(self) -> bool:
+        """Whether the job is due now; if so, it counts as run now."""
+        now = self.clock()
+        if self.last is not None and (now - self.last).total_seconds() < self.seconds:
+            return False
+        self.last = now
+        return True

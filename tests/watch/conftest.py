@@ -88,6 +88,7 @@ class WatchCa:
     base: str = ""
     revoked_in_crl: set[int] = field(default_factory=set)
     sha256_fixed: bool = False  # "nosha256" and "sha1id" answer SHA-256 CertIDs correctly
+    flaky_broken: bool = False  # "flaky" answers 404 while set, like "good" otherwise
     leaf_key: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
@@ -145,6 +146,8 @@ class WatchCa:
     def respond(self, mode: str, request_der: bytes) -> tuple[int, str, bytes]:
         """(HTTP status, content type, body) for one OCSP request under ``mode``."""
         ctype = "application/ocsp-response"
+        if mode == "flaky":
+            mode = "404" if self.flaky_broken else "good"
         if mode == "404":
             return 404, "text/plain", b"not found\n"
         if mode == "malformed":

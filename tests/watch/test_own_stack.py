@@ -187,3 +187,126 @@ def test_an_orphan_precertificate_is_found_and_fixed(stack: OwnStack) -> None:
 def actors_are_reconcile(ledger: object, issuer_id: int, serial: int) -> bool:
     events = [e for e in ledger.events(issuer_id=issuer_id) if e.serial == serial]  # type: ignore[attr-defined]
     return all(e.actor == "watch:reconcile" for e in events)
+
+
+def test_the_daemon_reconciles_on_its_schedule(stack: OwnStack) -> None:
+    """``[reconcile]`` with ``fix``: the orphan is imported and revoked by the watcher's own
+    schedule (injected clock), and the next run waits for ``interval_seconds``."""
+    from ctstatus.clock import FrozenClock
+
+    instance = Instance.open(stack.directory)
+    ca = instance.config.ca.issuing
+    serial, precert = _orphan(instance, stack)
+    issuing = instance.path(ca.certificate)
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2))
+    config = WatchConfig.model_validate(
+        {
+            "database": f"sqlite:///{stack.work / 'watch-scheduled.db'}",
+            "log_list": str(stack.logs.log_list),
+            "issuers": [str(issuing)],
+            "own_issuers": [str(issuing)],
+            "timeout_seconds": 5,
+            "alerts": {"stdout": False},
+            "resolve": {"pki.example.com": f"127.0.0.1:{stack.port}"},
+            "reconcile": {"instance": str(stack.directory), "fix": True, "interval_seconds": 300},
+        }
+    )
+    watcher = Watcher(config, stack.work, clock=clock)
+    ledger = instance.open_ledger()
+    try:
+        first = asyncio.run(watcher.run_once())
+        assert first.reconciled is not None
+        assert (ca.name, format(serial, "x")) in first.reconciled.fixed
+        issuer = ledger.issuer_by_name(ca.name)
+        assert issuer is not None
+        record = ledger.get(issuer.id, serial)
+        assert record is not None
+        assert record.state is SerialState.REVOKED
+        assert record.precert_der == precert
+        clock.advance(seconds=299)
+        assert asyncio.run(watcher.run_once()).reconciled is None  # not due yet
+        clock.advance(seconds=1)
+        again = asyncio.run(watcher.run_once()).reconciled
+        assert again is not None
+        assert again.orphans == []
+    finally:
+        ledger.close()
+        watcher.close()
+
+
+def test_up_maintenance_recovers_and_reconciles(stack: OwnStack) -> None:
+    """``ctstatus up``'s housekeeping on an injected clock: a serial a crash left reserved is
+    settled once older than the grace, an orphan in CT is imported and revoked."""
+    from ctstatus.clock import FrozenClock
+    from ctstatus.stack.maintenance import Maintenance
+
+    instance = Instance.open(stack.directory)
+    ca = instance.config.ca.issuing
+    serial, _ = _orphan(instance, stack)
+    watcher = watcher_for(stack)  # its own index, to find the orphan in
+    clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    ledger = instance.open_ledger(clock)
+    try:
+        asyncio.run(watcher.run_once())
+        issuer = ledger.issuer_by_name(ca.name)
+        assert issuer is not None
+        from ctstatus.ca import profiles
+
+        crashed = profiles.new_serial()
+        ledger.reserve(
+            issuer.id,
+            crashed,
+            not_before=clock(),
+            not_after=clock() + timedelta(days=90),
+            crl_shard=crashed % 4,
+            actor="test: an attempt that died",
+        )
+        maintenance = Maintenance(
+            instance, ledger, watcher.store, clock, recover_seconds=60, reconcile_seconds=300
+        )
+        first = maintenance.tick()
+        assert first.errors == []
+        assert first.recovered == []  # younger than recover_grace_seconds: maybe still running
+        assert first.reconciled is not None
+        assert (ca.name, format(serial, "x")) in first.reconciled.fixed
+        clock.advance(seconds=instance.config.issuance.recover_grace_seconds + 1)
+        second = maintenance.tick()
+        assert second.recovered is not None
+        assert [(r.serial, r.after) for r in second.recovered] == [
+            (crashed, SerialState.NEVER_SIGNED)
+        ]
+        record = ledger.get(issuer.id, crashed)
+        assert record is not None
+        assert record.state is SerialState.NEVER_SIGNED
+        assert second.reconciled is not None  # 601 s after the first: due again
+        assert second.reconciled.orphans == []
+        assert maintenance.tick().recovered is None  # not due again yet
+    finally:
+        ledger.close()
+        watcher.close()
+
+
+def _orphan(instance: Instance, stack: OwnStack) -> tuple[int, bytes]:
+    """A precertificate of our issuing CA in log alpha, with no ledger row (the incident)."""
+    from ctstatus.ca import profiles
+    from ctstatus.keys.assemble import sign_certificate
+
+    ca = instance.config.ca.issuing
+    signer = instance.signer(ca)
+    issuing = instance.certificate(ca)
+    serial = profiles.new_serial()
+    builder = profiles.tls_server(
+        signer.public_key(),
+        [x509.DNSName(f"orphan-{serial % 10**6}.example.com")],
+        issuing,
+        serial,
+        datetime.now(UTC) - timedelta(minutes=1),
+        90,
+        ocsp_url=instance.config.urls.ocsp_url(ca.name),
+        ca_issuers_url=instance.config.urls.ca_issuers_url(ca.name),
+        crl_url=instance.config.urls.crl_url(ca.name, serial % 4),
+    ).add_extension(x509.PrecertPoison(), critical=True)
+    precert = sign_certificate(builder, signer).public_bytes(Encoding.DER)
+    stack.logs.submit("alpha", [precert, issuing.public_bytes(Encoding.DER)])
+    stack.logs.publish("alpha")
+    return serial, precert

@@ -38,6 +38,21 @@ def up_command(
     demo_interval: Annotated[
         float, typer.Option(help="Seconds between demo issuances.", min=0.2)
     ] = 2.0,
+    recover_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between runs of recover (serials a crash left mid-issuance, once "
+            "older than [issuance] recover_grace_seconds).",
+            min=1,
+        ),
+    ] = 60.0,
+    reconcile_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between reconcile --fix runs (orphan precertificates seen in CT).",
+            min=1,
+        ),
+    ] = 300.0,
 ) -> None:
     """Run the CA, three CT logs, OCSP/CRLs, the issuance API, the watcher and the dashboard.
 
@@ -55,5 +70,12 @@ def up_command(
     )
     for noisy in ("httpx", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    options = UpOptions(state=state, port_base=port_base, demo=demo, demo_interval=demo_interval)
+    options = UpOptions(
+        state=state,
+        port_base=port_base,
+        demo=demo,
+        demo_interval=demo_interval,
+        recover_seconds=recover_seconds,
+        reconcile_seconds=reconcile_seconds,
+    )
     asyncio.run(run_stack(options, say=lambda line: print(line, flush=True)))

@@ -36,12 +36,12 @@ def watch_command(
     from ctstatus.watch.config import load_watch_config
     from ctstatus.watch.runner import Watcher
 
+    if not once:
+        asyncio.run(_daemon(config))
+        return
     settings, base = load_watch_config(config)
     watcher = Watcher(settings, base)
     try:
-        if not once:
-            asyncio.run(watcher.run_forever())
-            return
         result = asyncio.run(watcher.run_once())
     finally:
         watcher.close()
@@ -55,6 +55,105 @@ def watch_command(
         f"{result.new_problems} new problem(s); {result.alerts} alert(s) sent"
     )
     if result.new_problems:
+        raise typer.Exit(1)
+
+
+async def _daemon(config: Path) -> None:
+    """The daemon: SIGHUP re-reads the config (and re-plans the queue if the grace or own
+    issuers changed) after the pass in progress; SIGINT/SIGTERM stop it at once (a kill
+    between transactions loses nothing) and give its leases back."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from ctstatus.watch.config import load_watch_config
+    from ctstatus.watch.runner import Watcher
+
+    loop = asyncio.get_running_loop()
+    reload, stop = asyncio.Event(), asyncio.Event()
+    wake = asyncio.Event()
+
+    def signalled(event: asyncio.Event) -> None:
+        event.set()
+        wake.set()
+
+    for sig, event in ((signal.SIGHUP, reload), (signal.SIGINT, stop), (signal.SIGTERM, stop)):
+        loop.add_signal_handler(sig, signalled, event)
+    while not stop.is_set():
+        settings, base = load_watch_config(config)
+        watcher = Watcher(settings, base)
+        if watcher.replanned is not None:
+            console.print(f"watch: config changed; {watcher.replanned} first check(s) re-planned")
+        reload.clear()
+        wake.clear()
+        try:
+            running = asyncio.create_task(watcher.run_forever(wake))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():  # now, even mid-pass: each batch is its own transaction
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            else:
+                stopping.cancel()
+                running.result()
+        finally:
+            watcher.close()
+        if reload.is_set() and not stop.is_set():
+            console.print("watch: SIGHUP: reloading the config")
+
+
+def _serial_hex(text: str) -> str:
+    """A serial as the watcher stores it: lower-case hex, no leading zeros; accepts
+    ``0x…``, colons and spaces (as openssl prints them)."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    try:
+        return format(int(cleaned, 16), "x")
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a hexadecimal serial number") from None
+
+
+@app.command("recheck")
+def recheck_command(
+    serials: Annotated[
+        list[str] | None,
+        typer.Argument(help="Serial numbers in hex (0x…, colons allowed), any issuer."),
+    ] = None,
+    all_certs: Annotated[
+        bool, typer.Option("--all", help="Every certificate the watcher knows.")
+    ] = False,
+    config: ConfigOption = Path("watch.toml"),
+) -> None:
+    """Check these serials next: put them at the front of the check queue.
+
+    Works against a running daemon (it shares the database and looks for due checks every
+    few seconds between passes) or before the next `ctstatus watch --once`. Use it after
+    fixing a responder, to see the problems resolve now rather than at the next retry.
+
+      ctstatus watch recheck 4f3a0c…      one serial
+      ctstatus watch recheck --all        everything (a full sweep, at check_concurrency)
+
+    Exit 1 if a serial is not known (it is queued once seen in a followed log).
+    """
+    from ctstatus.watch.config import load_watch_config
+    from ctstatus.watch.runner import _database_url
+    from ctstatus.watch.store import WatchStore
+
+    if all_certs == bool(serials):
+        raise typer.BadParameter("give serial numbers or --all (not both)")
+    wanted = None if all_certs else sorted({_serial_hex(s) for s in serials or []})
+    settings, base = load_watch_config(config)
+    store = WatchStore.open(_database_url(settings.database, base))
+    try:
+        found = store.request_recheck(wanted)
+        known = set() if wanted is None else store.known_serials(wanted)
+    finally:
+        store.close()
+    console.print(f"{found} certificate(s) moved to the front of the check queue")
+    missing = [] if wanted is None else [s for s in wanted if s not in known]
+    for serial in missing:
+        console.print(f"{serial}: not known to the watcher (not seen in a followed log yet)")
+    if missing:
         raise typer.Exit(1)
 
 

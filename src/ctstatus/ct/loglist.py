@@ -311,3 +311,62 @@ def log_list_document(
     if timestamp is not None:
         document["log_list_timestamp"] = iso(timestamp)
     return document
+
+
+# -- signed lists (Chrome's log_list.json + log_list.sig) ------------------------------------
+
+#: States whose logs a monitor stops following: the list says they are gone.
+DROPPED_STATES = frozenset({LogState.REJECTED, LogState.RETIRED})
+
+
+def load_list_public_key(path: Path) -> PublicKey:
+    """The key a log list is signed with (PEM or DER SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LogListError(f"cannot read log list key {path}: {exc.strerror or exc}") from None
+    try:
+        key = load_pem_public_key(data) if b"-----BEGIN" in data else load_der_public_key(data)
+    except ValueError as exc:
+        raise LogListError(f"log list key {path} does not load: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise LogListError(f"log list key {path}: only RSA and ECDSA keys sign log lists")
+    return key
+
+
+def verify_log_list(data: bytes, signature: bytes, key: PublicKey, *, source: str) -> None:
+    """The signature over the exact bytes of the list: RSA PKCS#1 v1.5 with SHA-256 (Chrome's
+    ``log_list.sig``) or ECDSA with SHA-256 (DER signature). A LogListError if it fails."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        raise LogListError(f"{source}: the signature does not verify with the list's key") from None
+
+
+def merge_log_lists(lists: Sequence[LogList]) -> LogList:
+    """Several lists (Chrome's and Apple's) as one: every log once, by log ID; a log dropped
+    (rejected, retired) by one list but followed by another stays, in the state of the first
+    list that still follows it."""
+    chosen: dict[bytes, Log] = {}
+    for log_list in lists:
+        for log in log_list.logs:
+            current = chosen.get(log.log_id)
+            if current is None or (
+                current.state in DROPPED_STATES and log.state not in DROPPED_STATES
+            ):
+                chosen[log.log_id] = log
+    timestamps = [t for t in (x.timestamp for x in lists) if t is not None]
+    return LogList(
+        logs=tuple(chosen.values()),
+        version=lists[0].version if len(lists) == 1 else None,
+        timestamp=max(timestamps) if timestamps else None,
+    )

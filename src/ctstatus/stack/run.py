@@ -37,6 +37,8 @@ class UpOptions:
     demo: bool = False
     demo_interval: float = 2.0
     watch_poll_seconds: float = 2.0
+    recover_seconds: float = 60.0  # settle serials a crash left mid-issuance
+    reconcile_seconds: float = 300.0  # import and revoke orphans seen in CT
     public_base: str = DEFAULT_PUBLIC_BASE
 
 
@@ -100,6 +102,7 @@ async def run_stack(
     from ctstatus.ctlog.server import PreparedServer, write_atomically
     from ctstatus.instance import Instance
     from ctstatus.stack.demo import Demo
+    from ctstatus.stack.maintenance import Maintenance
     from ctstatus.status import wiring
     from ctstatus.watch.config import AlertsConfig, WatchConfig
     from ctstatus.watch.runner import Watcher
@@ -206,6 +209,15 @@ async def run_stack(
 
         background = [asyncio.create_task(_watch_loop(watcher, options.watch_poll_seconds, say))]
         background.append(asyncio.create_task(context.sample_forever(5.0)))
+        maintenance = Maintenance(
+            instance,
+            ledger,
+            watcher.store,
+            system_clock,
+            recover_seconds=options.recover_seconds,
+            reconcile_seconds=options.reconcile_seconds,
+        )
+        background.append(asyncio.create_task(maintenance.run_forever()))
         if options.demo:
             demo = Demo(backend, prepared.logs, interval=options.demo_interval, say=say)
             background.append(asyncio.create_task(demo.run()))

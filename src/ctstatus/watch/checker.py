@@ -44,6 +44,16 @@ class CheckSettings:
     recheck_seconds: float = 6 * 3600.0
     probe_seconds: float = 3600.0
     crl_refresh_seconds: float = 300.0
+    retry_seconds: float = 60.0  # a check that found a problem is retried after this, doubled
+    retry_max_seconds: float = 300.0  # per failure in a row, up to this
+    claim_seconds: float | None = None  # several processes: claim due checks this long
+
+
+def retry_delay(failures: int, settings: CheckSettings) -> float:
+    """Seconds until the retry after ``failures`` problem checks in a row: 1, 2, 4, … times
+    ``retry_seconds``, capped at ``retry_max_seconds`` (and never later than a recheck)."""
+    doubled = settings.retry_seconds * 2.0 ** min(max(failures - 1, 0), 30)
+    return min(doubled, settings.retry_max_seconds, settings.recheck_seconds)
 
 
 @dataclass
@@ -106,7 +116,11 @@ class Checker:
         """Check everything due now (bounded concurrency); record findings; schedule rechecks."""
         result = CheckResult()
         now = self.clock()
-        due = iter(self.store.due(now.timestamp(), limit=100_000))
+        due = iter(
+            self.store.due(
+                now.timestamp(), limit=100_000, claim_seconds=self.settings.claim_seconds
+            )
+        )
 
         async def worker() -> None:
             # ``concurrency`` workers share one iterator: no task and no semaphore waiter per
@@ -170,6 +184,11 @@ class Checker:
             findings.append(Finding(Code.NO_STATUS_SOURCE, "no OCSP URL and no CRL DP", evidence))
         findings.extend(_cross(ocsp_verdict, crl_status, crl_issued))
         findings = [Finding(f.code, f.message, evidence | f.evidence) for f in findings]
+        # A problem is retried within minutes (a responder back from an outage resolves it at
+        # the retry, not hours later); a clean check returns to the recheck schedule.
+        failures = cert.failures + 1 if findings else 0
+        if failures:
+            next_due = min(next_due, stamp + retry_delay(failures, self.settings))
         status = "none" if ocsp_verdict is None else str(ocsp_verdict.status)
         self._done.append(
             CheckDone(
@@ -183,6 +202,7 @@ class Checker:
                 status,
                 crl_status[0],
                 crl_checked,
+                failures,
             )
         )
         if len(self._done) >= FLUSH_EVERY:

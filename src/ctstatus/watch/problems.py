@@ -70,6 +70,13 @@ class Code(enum.StrEnum):
     LOG_INCONSISTENT = "log.inconsistent"  # a later head not proven to extend a verified one
     LOG_MALFORMED = "log.malformed"
     ENTRY_UNPARSEABLE = "entry.unparseable"
+    # the log list (a live input: fetched, signature-checked, diffed)
+    LOGLIST_UNREACHABLE = "loglist.unreachable"
+    LOGLIST_BAD_SIGNATURE = "loglist.bad_signature"
+    LOGLIST_MALFORMED = "loglist.malformed"
+    LOGLIST_LOG_ADDED = "loglist.log_added"
+    LOGLIST_LOG_REMOVED = "loglist.log_removed"
+    LOGLIST_STATE_CHANGED = "loglist.state_changed"
     # reconciliation with our ledger
     ORPHAN = "reconcile.orphan"
     UNLOGGED = "reconcile.unlogged_precert"
@@ -93,6 +100,11 @@ SEVERITY.update(
         Code.UNLOGGED: Severity.WARNING,
         Code.ENTRY_UNPARSEABLE: Severity.WARNING,
         Code.LOG_UNREACHABLE: Severity.WARNING,
+        Code.LOGLIST_BAD_SIGNATURE: Severity.CRITICAL,
+        Code.LOGLIST_UNREACHABLE: Severity.WARNING,
+        Code.LOGLIST_LOG_ADDED: Severity.WARNING,
+        Code.LOGLIST_LOG_REMOVED: Severity.WARNING,
+        Code.LOGLIST_STATE_CHANGED: Severity.WARNING,
     }
 )
 

@@ -18,7 +18,7 @@ so storage grows with what is watched, not with the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -96,8 +96,34 @@ certs = sa.Table(
     sa.Column("due_at", sa.Float, nullable=False),
     sa.Column("last_checked", sa.Float, nullable=True),
     sa.Column("last_result", sa.Text, nullable=True),
+    # checks in a row that found a problem (migration 0004): sets the retry back-off
+    sa.Column("failures", sa.Integer, nullable=False, default=0, server_default=sa.text("0")),
 )
 sa.Index("watch_certs_due", certs.c.due_at)
+
+#: Small named values (migration 0004): the plan the check queue was made with.
+meta = sa.Table(
+    "watch_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+#: Which watcher process follows which log, until when (migration 0004; PostgreSQL, several
+#: processes): see :mod:`ctstatus.watch.leases`.
+leases = sa.Table(
+    "watch_leases",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.Text, nullable=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+members = sa.Table(
+    "watch_members",
+    metadata,
+    sa.Column("holder", sa.String(200), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
 
 #: Every check's answers, append-only (``watch_certs.last_*`` holds only the latest), written
 #: in the same transaction as that update: the serial page's timeline reads it.
@@ -204,6 +230,7 @@ class QueuedCert:
     has_precert: bool
     has_final: bool
     first_seen_ms: int
+    failures: int = 0  # checks in a row that found a problem
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,7 @@ class CheckDone:
     crl: str | None = None
     crl_checked: Mapping[str, Any] | None = None
     """Which CRL gave ``crl``: its URL, CRL number and thisUpdate."""
+    failures: int = 0  # after this check: 0 if it found nothing
 
 
 @dataclass(frozen=True)
@@ -281,6 +309,8 @@ class Problem:
 _SQLITE_INSERT = sa.insert(entries).compile(dialect=sqlite_dialect())
 _SQLITE_INSERT_ENTRIES = str(_SQLITE_INSERT)
 assert _SQLITE_INSERT.positiontup == [c.name for c in entries.columns]  # EntryRow.row's order
+FRONT = 0.0
+"""The due time of a requested recheck: before every real time, so first in the queue."""
 SQLITE_CACHE_KIB = 256 * 1024
 """Page cache per SQLite connection: a commit of many entries dirties index pages all over the
 serial index, and with SQLite's 2 MiB default they are spilled and re-read within it."""
@@ -567,22 +597,109 @@ class WatchStore:
                 )
             )
 
-    def due(self, now: float, limit: int = 1000) -> list[QueuedCert]:
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(certs).where(certs.c.due_at <= now).order_by(certs.c.due_at).limit(limit)
-            ).mappings()
-            return [
-                QueuedCert(
-                    r["issuer_key"],
-                    r["serial"],
-                    json.loads(r["info"]),
-                    bool(r["has_precert"]),
-                    bool(r["has_final"]),
-                    int(r["first_seen_ms"]),
+    def due(
+        self, now: float, limit: int = 1000, *, claim_seconds: float | None = None
+    ) -> list[QueuedCert]:
+        """The certificates due at ``now``, front of the queue first. With ``claim_seconds`` on
+        PostgreSQL (several watcher processes), they are claimed: moved ``claim_seconds`` ahead
+        in the same transaction (``FOR UPDATE SKIP LOCKED``), so another process does not check
+        them too; the check's result sets the real next time, and a process that dies
+        mid-check leaves them due again when the claim runs out."""
+        if claim_seconds is None or self._sqlite:
+            with self._read() as conn:
+                rows = list(
+                    conn.execute(
+                        sa.select(certs)
+                        .where(certs.c.due_at <= now)
+                        .order_by(certs.c.due_at)
+                        .limit(limit)
+                    ).mappings()
                 )
-                for r in rows
-            ]
+        else:
+            picked = (
+                sa.select(certs.c.issuer_key, certs.c.serial)
+                .where(certs.c.due_at <= now)
+                .order_by(certs.c.due_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            with self._write() as conn:
+                rows = list(
+                    conn.execute(
+                        sa.update(certs)
+                        .where(sa.tuple_(certs.c.issuer_key, certs.c.serial).in_(picked))
+                        .values(due_at=now + claim_seconds)
+                        .returning(*certs.c)
+                    ).mappings()
+                )
+        return [
+            QueuedCert(
+                r["issuer_key"],
+                r["serial"],
+                json.loads(r["info"]),
+                bool(r["has_precert"]),
+                bool(r["has_final"]),
+                int(r["first_seen_ms"]),
+                int(r["failures"] or 0),
+            )
+            for r in rows
+        ]
+
+    def request_recheck(self, serials: Sequence[str] | None) -> int:
+        """Put these serials (hex, any issuer; None: every certificate) at the front of the
+        queue: due at :data:`FRONT`, before anything merely overdue. How many were found."""
+        query = sa.update(certs).values(due_at=FRONT)
+        with self._write() as conn:
+            if serials is None:
+                return int(conn.execute(query).rowcount)
+            found = 0
+            for chunk in range(0, len(serials), 500):
+                part = list(serials[chunk : chunk + 500])
+                found += int(conn.execute(query.where(certs.c.serial.in_(part))).rowcount)
+            return found
+
+    def known_serials(self, serials: Sequence[str]) -> set[str]:
+        """Which of these serials (hex) are in the check queue, under any issuer."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in range(0, len(serials), 500):
+                part = list(serials[chunk : chunk + 500])
+                found.update(
+                    conn.scalars(sa.select(certs.c.serial).where(certs.c.serial.in_(part)))
+                )
+        return found
+
+    def next_due(self) -> float | None:
+        """When the earliest check is due (the due index's first row); None: queue empty."""
+        with self._read() as conn:
+            value = conn.scalar(sa.select(sa.func.min(certs.c.due_at)))
+            return None if value is None else float(value)
+
+    def replan(self, own_issuers: Collection[str], grace_seconds: float) -> int | None:
+        """Re-plan the first checks still waiting (never checked) when the grace or the own
+        issuers (no grace) changed since the queue was planned; None when nothing changed,
+        else how many were moved. Requested rechecks stay at the front."""
+        plan = json.dumps({"grace": grace_seconds, "own": sorted(own_issuers)})
+        own = sorted(own_issuers)
+        with self._write() as conn:
+            if conn.scalar(sa.select(meta.c.value).where(meta.c.key == "queue_plan")) == plan:
+                return None
+            waiting = (certs.c.last_checked.is_(None), certs.c.due_at > FRONT)
+            seen = certs.c.first_seen_ms // 1000  # whole seconds, as the follower plans
+            moved = conn.execute(
+                sa.update(certs)
+                .where(*waiting, certs.c.issuer_key.not_in(own))
+                .values(due_at=seen + grace_seconds)
+            ).rowcount
+            if own:
+                moved += conn.execute(
+                    sa.update(certs)
+                    .where(*waiting, certs.c.issuer_key.in_(own))
+                    .values(due_at=seen)
+                ).rowcount
+            conn.execute(sa.delete(meta).where(meta.c.key == "queue_plan"))
+            conn.execute(sa.insert(meta).values(key="queue_plan", value=plan))
+            return int(moved)
 
     def cert_count(self) -> int:
         with self._read() as conn:
@@ -651,6 +768,7 @@ class WatchStore:
                     last_checked=sa.bindparam("k_now"),
                     due_at=sa.bindparam("k_due"),
                     last_result=sa.bindparam("k_result"),
+                    failures=sa.bindparam("k_failures"),
                 ),
                 [
                     {
@@ -659,6 +777,7 @@ class WatchStore:
                         "k_now": i.now,
                         "k_due": i.next_due,
                         "k_result": i.result,
+                        "k_failures": i.failures,
                     }
                     for i in done
                 ],
