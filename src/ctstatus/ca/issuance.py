@@ -83,6 +83,8 @@ class IssuanceRequest:
     names: Sequence[profiles.SubjectAltName]
     lifetime_days: int
     request_id: str | None = None
+    #: False for short-lived certificates (BR §7.1.2.7: no OCSP URL, no CRLDP needed).
+    revocation_urls: bool = True
 
 
 @dataclass(frozen=True)
@@ -269,9 +271,9 @@ class IssuingCa:
                 serial,
                 self._clock(),
                 request.lifetime_days,
-                ocsp_url=settings.ocsp_url,
+                ocsp_url=settings.ocsp_url if request.revocation_urls else None,
                 ca_issuers_url=settings.ca_issuers_url,
-                crl_url=settings.crl_url(shard),
+                crl_url=settings.crl_url(shard) if request.revocation_urls else None,
             ).add_extension(x509.PrecertPoison(), critical=True)
             linting_copy = sign_certificate(builder, self._lint_signer)
             try:
