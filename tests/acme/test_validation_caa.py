@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from ctstatus.acme.validation import ValidationError, ValidationSettings, Validator
 from tests.acme.conftest import CAA_IDENTITY
 from tests.acme.dnsserver import TestDNSServer
+
+from ctstatus.acme.validation import ValidationError, ValidationSettings, Validator
 
 ACCOUNT = "https://acme.ctstatus.example/acme/acct/17"
 

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from tests.acme.dnsserver import TestDNSServer, control_request
 
 from ctstatus.acme.validation import ValidationError, ValidationSettings, Validator
 from ctstatus.acme.validation.validator import dns_01_txt_value
 from ctstatus.clock import FrozenClock
-from tests.acme.dnsserver import TestDNSServer, control_request
 
 KEY_AUTH = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 

@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -207,11 +208,24 @@ class Validator:
         resolver = _FixedResolver()
         urls: list[str] = []
         resolved: list[str] = []
-        used: str | None = None
+        attempts: list[str] = []
         host = domain
+
+        def connect_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+            """Records each address tried; attempts are sequential, so the last is the one
+            that answered."""
+            family, kind, proto, _, sockaddr = addr_info
+            attempts.append(str(sockaddr[0]))
+            return socket.socket(family=family, type=kind, proto=proto)
+
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                resolver=resolver, use_dns_cache=False, force_close=True, ssl=False
+                resolver=resolver,
+                use_dns_cache=False,
+                force_close=True,
+                ssl=False,  # an https redirect target's certificate is not checked (as Boulder)
+                happy_eyeballs_delay=None,
+                socket_factory=connect_socket,
             ),
             auto_decompress=True,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -230,12 +244,6 @@ class Validator:
                     # 2. one GET, no automatic redirects.
                     try:
                         async with session.get(url, allow_redirects=False) as response:
-                            peer = (
-                                response.connection.transport.get_extra_info("peername")
-                                if response.connection and response.connection.transport
-                                else None
-                            )
-                            used = str(peer[0]) if peer else used
                             status = response.status
                             location = response.headers.get("Location")
                             body = await response.content.read(self.settings.max_body_bytes + 1)
@@ -284,7 +292,7 @@ class Validator:
             domain,
             urls=tuple(urls),
             resolved=tuple(resolved),
-            used=used,
+            used=attempts[-1] if attempts else None,
             port=urlsplit(url).port,
         )
 
