@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from ctstatus.acme.problems import AcmeProblem, malformed
 
 MAX_JWS_BYTES = 128 * 1024
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 AccountKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
 _CURVES = {"P-256": (ec.SECP256R1(), 32, "ES256"), "P-384": (ec.SECP384R1(), 48, "ES384")}
@@ -31,7 +33,7 @@ _CURVES = {"P-256": (ec.SECP256R1(), 32, "ES256"), "P-384": (ec.SECP384R1(), 48,
 
 def b64decode(value: object, what: str) -> bytes:
     """Strict base64url without padding (RFC 7515 §2)."""
-    if not isinstance(value, str) or "=" in value:
+    if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
         raise malformed(f"{what} is not unpadded base64url")
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

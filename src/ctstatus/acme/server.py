@@ -568,7 +568,7 @@ class AcmeServer:
         if not await asyncio.to_thread(self.store.start_processing, order.id):
             raise AcmeProblem("orderNotReady", "the order is already being finalized", 403)
         # 5. Issue (reserve, lint, precert, CT, certificate: the CA's critical sequence).
-        issuance = _with_profile(issuance, profile.revocation_urls)
+        issuance = _with_profile(issuance, profile.ocsp_url)
         try:
             result = await self._issue(issuance)
         except RequestHasSerial as exc:
@@ -877,10 +877,10 @@ class AcmeServer:
             )
 
 
-def _with_profile(request: IssuanceRequest, revocation_urls: bool) -> IssuanceRequest:
+def _with_profile(request: IssuanceRequest, ocsp_url: bool) -> IssuanceRequest:
     from dataclasses import replace
 
-    return replace(request, revocation_urls=revocation_urls)
+    return replace(request, ocsp_url=ocsp_url)
 
 
 def _error(kind: str, detail: str, status: int = 400) -> dict[str, Any]:

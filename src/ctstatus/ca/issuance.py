@@ -83,8 +83,9 @@ class IssuanceRequest:
     names: Sequence[profiles.SubjectAltName]
     lifetime_days: int
     request_id: str | None = None
-    #: False for short-lived certificates (BR §7.1.2.7: no OCSP URL, no CRLDP needed).
-    revocation_urls: bool = True
+    #: False for short-lived certificates: no OCSP URL (BR §7.1.2.7.7 makes it a MAY). The
+    #: CRLDP stays: pkilint's msft.end_entity.revocation_information_absent wants one of them.
+    ocsp_url: bool = True
 
 
 @dataclass(frozen=True)
@@ -271,9 +272,9 @@ class IssuingCa:
                 serial,
                 self._clock(),
                 request.lifetime_days,
-                ocsp_url=settings.ocsp_url if request.revocation_urls else None,
+                ocsp_url=settings.ocsp_url if request.ocsp_url else None,
                 ca_issuers_url=settings.ca_issuers_url,
-                crl_url=settings.crl_url(shard) if request.revocation_urls else None,
+                crl_url=settings.crl_url(shard),
             ).add_extension(x509.PrecertPoison(), critical=True)
             linting_copy = sign_certificate(builder, self._lint_signer)
             try:

@@ -121,12 +121,11 @@ def tls_server(
     *,
     ocsp_url: str | None,
     ca_issuers_url: str,
-    crl_url: str | None,
+    crl_url: str,
 ) -> x509.CertificateBuilder:
     """BR §7.1.2.7 domain-validated TLS server certificate (the final certificate's TBS).
 
-    ``ocsp_url`` and ``crl_url`` are None only for short-lived certificates (BR §7.1.2.7.7 and
-    §7.1.2.7.8: the OCSP URL is a MAY and the CRLDP optional for them).
+    ``ocsp_url`` is None for short-lived certificates (BR §7.1.2.7.7: the OCSP URL is a MAY).
 
     The subject is empty and the SAN extension critical (BR §7.1.2.7.2: a commonName is NOT
     RECOMMENDED for DV; RFC 5280 §4.2.1.6: an empty subject makes the SAN critical). The CRL
@@ -134,7 +133,7 @@ def tls_server(
     """
     if not names:
         raise ValueError("a TLS server certificate needs at least one DNS name or IP address")
-    builder = (
+    return (
         _issued(issuer, x509.Name([]), public_key, serial, not_before, days)
         .add_extension(_authority_key_id(issuer), critical=False)
         .add_extension(_aia(ocsp_url, ca_issuers_url), critical=False)
@@ -143,13 +142,8 @@ def tls_server(
             x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)]),
             critical=False,
         )
-    )
-    if crl_url is not None:
-        builder = builder.add_extension(_crl_distribution_point(crl_url), critical=False)
-    return (
-        builder.add_extension(
-            _key_usage(key_cert_sign=False, digital_signature=True), critical=True
-        )
+        .add_extension(_crl_distribution_point(crl_url), critical=False)
+        .add_extension(_key_usage(key_cert_sign=False, digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(list(names)), critical=True)
     )
