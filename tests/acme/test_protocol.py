@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -40,7 +41,7 @@ def http01(acme_stack: AcmeStack) -> Iterator[dict[str, str]]:
     tokens: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             token = self.path.rsplit("/", 1)[-1]
             body = tokens.get(token, "").encode()
             self.send_response(200 if body else 404)
@@ -60,7 +61,8 @@ def http01(acme_stack: AcmeStack) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def http(acme_stack: AcmeStack) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=str(acme_stack.tls_root), timeout=60) as client:
+    context = ssl.create_default_context(cafile=str(acme_stack.tls_root))
+    with httpx.Client(verify=context, timeout=60) as client:
         yield client
 
 
