@@ -63,10 +63,11 @@ async def serve_acme(
     sock.bind((host, port))
     sock.listen(1024)
     bound = sock.getsockname()[1]
-    files = tls_files(instance)
     http = new_http_session()
-    ca = open_issuing_ca(instance, ledger, http, clock) if issue is None else None
+    ca = None
     try:
+        files = tls_files(instance)
+        ca = open_issuing_ca(instance, ledger, http, clock) if issue is None else None
         acme = build_server(
             instance,
             ledger,
