@@ -375,3 +375,12 @@ def test_http01_over_ipv6_loopback(validation_settings: ValidationSettings) -> N
 
     record = asyncio.run(scenario())
     assert record.address_used == "::1"
+
+
+@pytest.mark.parametrize("token", ["../../etc/passwd", "a/b", "", "tok en", "x" * 300])
+def test_http01_token_must_be_base64url(
+    validation_settings: ValidationSettings, token: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        asyncio.run(Validator(validation_settings).http_01("example.com", token, KEY_AUTH))
+    assert caught.value.problem == "malformed"
