@@ -199,3 +199,43 @@ def test_zone_refuses_bad_records_up_front() -> None:
 def test_server_binds_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback only"):
         TestDNSServer("0.0.0.0")  # noqa: S104 - asserting that it is refused
+
+
+def test_serve_command_answers_until_stopped(validation_settings: ValidationSettings) -> None:
+    """`testdns serve` as a real process: preloaded records, then one added by its control."""
+    value = dns_01_txt_value(KEY_AUTH)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ctstatus.acme.validation.testdns",
+            "serve",
+            "--port",
+            "0",
+            "--control-port",
+            "0",
+            "--record",
+            "TXT",
+            "_acme-challenge.example.com",
+            value,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        assert line[0] == "dns"
+        assert line[2] == "control"
+        settings = dataclasses.replace(validation_settings, dns_servers=(line[1],))
+        assert run_dns01(settings, "example.com").resolver == line[1]
+        control_request(
+            line[3],
+            "POST",
+            "/records",
+            {"name": "_acme-challenge.example.org", "type": "TXT", "value": value},
+        )
+        assert run_dns01(settings, "example.org").query_name == "_acme-challenge.example.org"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -353,3 +353,34 @@ def test_http01_refuses_wildcards_and_public_suffixes(
     with pytest.raises(ValidationError) as caught:
         asyncio.run(validator.http_01("co.uk", TOKEN, KEY_AUTH))
     assert caught.value.problem == "rejectedIdentifier"
+
+
+def test_http01_over_ipv6_loopback(validation_settings: ValidationSettings) -> None:
+    async def scenario() -> ValidationRecord:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", key_auth_handler())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "::1", 0)
+        await site.start()
+        assert site._server is not None
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            settings = dataclasses.replace(
+                validation_settings, http_port=port, resolve={"example.com": "::1"}
+            )
+            return await Validator(settings).http_01("example.com", TOKEN, KEY_AUTH)
+        finally:
+            await runner.cleanup()
+
+    record = asyncio.run(scenario())
+    assert record.address_used == "::1"
+
+
+@pytest.mark.parametrize("token", ["../../etc/passwd", "a/b", "", "tok en", "x" * 300])
+def test_http01_token_must_be_base64url(
+    validation_settings: ValidationSettings, token: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        asyncio.run(Validator(validation_settings).http_01("example.com", token, KEY_AUTH))
+    assert caught.value.problem == "malformed"

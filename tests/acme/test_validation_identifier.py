@@ -105,3 +105,31 @@ def test_record_serializes_for_the_audit_log(frozen_clock: object) -> None:
     )
     assert record.to_json()["validated_at"] == "2026-01-01T00:00:00+00:00"
     assert record.to_json()["urls"] == ["http://example.com:80/.well-known/acme-challenge/t"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"resolve": {"example.com": "127.0.0.1:8080"}}, "is not an IP address"),
+        ({"dns_servers": ("dns.example.com",)}, "is not IP, IP:PORT"),
+        ({"dns_servers": ("127.0.0.1:0",)}, "is not IP, IP:PORT"),
+        ({"http_port": 0}, "http_port = 0 is not a TCP port"),
+        ({"tls_alpn_port": 70000}, "not a TCP port"),
+        ({"timeout_seconds": 0}, "must be positive"),
+    ],
+)
+def test_settings_refuse_what_would_fail_later(changes: dict[str, object], message: str) -> None:
+    from ctstatus.acme.validation import ValidationSettings
+
+    with pytest.raises(ValueError, match=message):
+        ValidationSettings(**changes)  # type: ignore[arg-type]
+
+
+def test_settings_accept_the_documented_forms() -> None:
+    from ctstatus.acme.validation import ValidationSettings
+
+    settings = ValidationSettings(
+        dns_servers=("127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5353"),
+        resolve={"example.com": "::1", "*.example.com": "127.0.0.1"},
+    )
+    assert len(settings.dns_servers) == 4

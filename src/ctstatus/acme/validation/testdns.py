@@ -143,11 +143,20 @@ class Zone:
             return list(self._records)
 
     def answer(self, wire: bytes, max_size: int | None) -> bytes | None:
-        """The response to one query in wire form; None means send nothing."""
+        """The response to one query in wire form; None means send nothing. A bug in answering
+        becomes SERVFAIL, so a test sees a DNS failure rather than a hang."""
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
             return None
+        try:
+            return self._answer(query, max_size)
+        except Exception:
+            failed = dns.message.make_response(query)
+            failed.set_rcode(dns.rcode.SERVFAIL)
+            return failed.to_wire()
+
+    def _answer(self, query: dns.message.Message, max_size: int | None) -> bytes | None:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         if len(query.question) != 1:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ log = logging.getLogger("ctstatus.acme.validation")
 
 ACME_TLS_ALPN = "acme-tls/1"
 ID_PE_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -204,6 +206,8 @@ class Validator:
         """GET http://domain:http_port/.well-known/acme-challenge/<token>; body (trailing
         whitespace stripped) must equal key_authorization (RFC 8555 §8.3)."""
         domain = self._plain(domain, "http-01")
+        if not _TOKEN.match(token):
+            raise ValidationError("malformed", f"token {token[:80]!r} is not base64url")
         url = f"http://{domain}:{self.settings.http_port}/.well-known/acme-challenge/{token}"
         resolver = _FixedResolver()
         urls: list[str] = []
