@@ -29,9 +29,13 @@ acme_stack = acmestack.acme_stack  # the module's stack (a fixture)
 ERROR = "urn:ietf:params:acme:error:"
 
 
-@pytest.fixture(scope="module")
-def backend() -> str:
-    return "sqlite"
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both ledger backends: all ACME state lives in the ledger database."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
