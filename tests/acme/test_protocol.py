@@ -10,7 +10,7 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -451,3 +451,39 @@ def test_eab_kid_in_payload_is_checked_when_offered(
     binding = {"protected": protected, "payload": payload, "signature": b64(b"x" * 32)}
     response = client.post(url, {"externalAccountBinding": binding}, use_jwk=True)
     problem(response, "unauthorized", 403)
+
+
+def test_ct_failure_at_finalize_invalidates_the_order_and_keeps_the_serial(
+    acme_stack: AcmeStack, client: Client, http01: dict[str, str]
+) -> None:
+    """Two logs refusing: the precertificate is abandoned (and revoked) through the CA's one
+    path, the order is invalid with the reason, the serial stays the order's, and ARI says
+    renew now."""
+    name = unique_domain("ctdown")
+    created = client.new_order([name])
+    order_url = created.headers["Location"]
+    validate_http(client, created.json(), http01)
+    acme_stack.stack.set_faults("bravo", reject_status=503)
+    acme_stack.stack.set_faults("charlie", reject_status=503)
+    try:
+        failed = client.post(created.json()["finalize"], {"csr": b64(csr_for([name]))})
+    finally:
+        acme_stack.stack.reset_faults()
+    body = problem(failed, "serverInternal", 500)
+    assert "abandoned and revoked" in body["detail"], body
+    order = client.get(order_url).json()
+    assert order["status"] == "invalid"
+    assert "certificate" not in order
+    with acme_stack.stack.open_ledger() as ledger:
+        (record,) = ledger.by_request(f"acme-order:{order_url.rsplit('/', 1)[1]}")
+        assert record.state is SerialState.REVOKED
+        assert record.precert_der is not None
+    issuer = acme_stack.stack.issuing_certificate
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    serial_der = record.serial.to_bytes((record.serial.bit_length() + 8) // 8, "big")
+    info = client.http.get(f"{client.directory['renewalInfo']}/{b64(ski)}.{b64(serial_der)}")
+    window = info.json()["suggestedWindow"]
+    asked = datetime.now(UTC)
+    end = datetime.fromisoformat(window["end"].replace("Z", "+00:00"))
+    assert window["start"] < window["end"]
+    assert record.updated_at <= end <= asked, (window, record.updated_at)  # renew now
