@@ -248,6 +248,44 @@ class IssuanceConfig(_Section):
         return self
 
 
+class AcmeValidationConfig(_Section):
+    """Where domain validation connects (``ctstatus.acme.validation.ValidationSettings``)."""
+
+    dns_servers: tuple[str, ...] = ()
+    resolve: dict[str, str] = {}
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 80
+    tls_alpn_port: Annotated[int, Field(ge=1, le=65535)] = 443
+    loopback_only: bool = False
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+
+
+class AcmeConfig(_Section):
+    """The ACME server (RFC 8555): ``ctstatus acme serve`` and ``ctstatus up``."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 14000
+    base_url: str | None = None
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    default_profile: Literal["tlsserver", "shortlived"] = "tlsserver"
+    order_lifetime_hours: Annotated[int, Field(ge=1, le=720)] = 168
+    authz_lifetime_hours: Annotated[int, Field(ge=1, le=720)] = 168
+    eab_required: bool = False
+    eab_keys: dict[str, SecretSource] = {}
+    orders_per_account: Annotated[int, Field(ge=1)] = 300
+    orders_window_seconds: Annotated[int, Field(ge=1)] = 10_800
+    failed_validations_per_hour: Annotated[int, Field(ge=1)] = 5
+    caa_identities: tuple[str, ...] = ()
+    terms_of_service: str | None = None
+    validation: AcmeValidationConfig = AcmeValidationConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> AcmeConfig:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("acme.tls_certificate and acme.tls_key go together")
+        return self
+
+
 class Config(_Section):
     """The whole instance configuration."""
 
@@ -259,6 +297,7 @@ class Config(_Section):
     ocsp: OcspConfig = OcspConfig()
     crl: CrlConfig = CrlConfig()
     issuance: IssuanceConfig = IssuanceConfig()
+    acme: AcmeConfig = AcmeConfig()
 
     @model_validator(mode="after")
     def _check_keys(self) -> Config:

@@ -83,6 +83,9 @@ class IssuanceRequest:
     names: Sequence[profiles.SubjectAltName]
     lifetime_days: int
     request_id: str | None = None
+    #: False for short-lived certificates: no OCSP URL (BR §7.1.2.7.7 makes it a MAY). The
+    #: CRLDP stays: pkilint's msft.end_entity.revocation_information_absent wants one of them.
+    ocsp_url: bool = True
 
 
 @dataclass(frozen=True)
@@ -269,7 +272,7 @@ class IssuingCa:
                 serial,
                 self._clock(),
                 request.lifetime_days,
-                ocsp_url=settings.ocsp_url,
+                ocsp_url=settings.ocsp_url if request.ocsp_url else None,
                 ca_issuers_url=settings.ca_issuers_url,
                 crl_url=settings.crl_url(shard),
             ).add_extension(x509.PrecertPoison(), critical=True)

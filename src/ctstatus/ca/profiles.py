@@ -119,11 +119,13 @@ def tls_server(
     not_before: datetime,
     days: int,
     *,
-    ocsp_url: str,
+    ocsp_url: str | None,
     ca_issuers_url: str,
     crl_url: str,
 ) -> x509.CertificateBuilder:
     """BR §7.1.2.7 domain-validated TLS server certificate (the final certificate's TBS).
+
+    ``ocsp_url`` is None for short-lived certificates (BR §7.1.2.7.7: the OCSP URL is a MAY).
 
     The subject is empty and the SAN extension critical (BR §7.1.2.7.2: a commonName is NOT
     RECOMMENDED for DV; RFC 5280 §4.2.1.6: an empty subject makes the SAN critical). The CRL

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ctstatus import __version__
+from ctstatus.cli import acme as acme_commands
 from ctstatus.cli import ca as ca_commands
 from ctstatus.cli import crl as crl_commands
 from ctstatus.cli import ct as ct_commands
@@ -63,6 +64,7 @@ app = typer.Typer(
 app.command("init")(init_command)
 app.command("check")(check_command)
 app.add_typer(ca_commands.app, name="ca")
+app.add_typer(acme_commands.app, name="acme")
 app.add_typer(ledger_commands.app, name="ledger")
 app.add_typer(ct_commands.app, name="ct")
 app.add_typer(ocsp_commands.app, name="ocsp")

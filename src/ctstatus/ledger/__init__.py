@@ -9,6 +9,8 @@ Typical use::
     ledger.reserve(issuer.id, serial, not_before=..., not_after=..., crl_shard=3, actor="issuance")
 """
 
+# The ACME tables share the ledger metadata (migration 0004); importing them registers them.
+from ctstatus.ledger import acme_tables as acme_tables
 from ctstatus.ledger.engine import READ_ONLY, create_ledger_engine, describe
 from ctstatus.ledger.errors import (
     DuplicateSerial,

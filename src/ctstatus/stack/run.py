@@ -33,7 +33,8 @@ DEFAULT_PORT_BASE = 8900
 @dataclass(frozen=True)
 class UpOptions:
     state: Path
-    port_base: int = DEFAULT_PORT_BASE  # web+API, +1 OCSP/CRL, +2 CT logs; 0 = system-chosen
+    port_base: int = DEFAULT_PORT_BASE  # web+API, +1 OCSP/CRL, +2 CT logs, +3 ACME,
+    # +4 where ACME fetches http-01, +5 tls-alpn-01, +6 the demo DNS (+7 its control); 0 = chosen
     demo: bool = False
     demo_interval: float = 2.0
     watch_poll_seconds: float = 2.0
@@ -49,6 +50,11 @@ class StackUrls:
     status: str
     logs: str
     log_names: list[str] = field(default_factory=list)
+    acme: str | None = None
+    acme_tls_root: str | None = None
+    acme_http_port: int | None = None
+    acme_tls_alpn_port: int | None = None
+    acme_dns: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +63,11 @@ class StackUrls:
             "openapi": self.web + "/api/openapi.json",
             "ocsp_crl": self.status,
             "ct_logs": {name: f"{self.logs}/{name}/" for name in self.log_names},
+            "acme": self.acme,
+            "acme_tls_root": self.acme_tls_root,
+            "acme_http_01_port": self.acme_http_port,
+            "acme_tls_alpn_01_port": self.acme_tls_alpn_port,
+            "acme_dns_control": self.acme_dns,
             "pid": __import__("os").getpid(),
         }
 
@@ -82,6 +93,64 @@ async def _watch_loop(watcher: Any, poll: float, say: Callable[[str], None]) -> 
         except Exception:
             log.exception("watch pass failed; retrying")
         await asyncio.sleep(poll)
+
+
+async def _start_acme(
+    instance: Any,
+    ledger: Any,
+    ca: Any,
+    options: UpOptions,
+    tasks: list[tuple[QuietServer | None, asyncio.Task[Any]]],
+    cleanups: list[Callable[[], Any]],
+    stop: asyncio.Event,
+) -> tuple[Any, tuple[int, int], str]:
+    """The ACME server of the stack (``serve_acme``) with loopback validation settings."""
+    from ctstatus.acme.runner import Running, serve_acme
+    from ctstatus.acme.validation import ValidationSettings
+    from ctstatus.acme.validation.testdns import TestDNSServer
+
+    def free(offset: int) -> int:
+        if options.port_base:
+            return options.port_base + offset
+        sock = listen(HOST, 0)
+        port = int(sock.getsockname()[1])
+        sock.close()
+        return port
+
+    dns = TestDNSServer(
+        HOST, _port(options.port_base, 6), control_port=_port(options.port_base, 7)
+    ).start()
+    cleanups.append(dns.stop)
+    ports = (free(4), free(5))
+    validation = ValidationSettings(
+        dns_servers=(dns.address,),
+        resolve={"*.example.com": HOST, "example.com": HOST},
+        http_port=ports[0],
+        tls_alpn_port=ports[1],
+        loopback_only=True,
+        caa_identities=instance.config.acme.caa_identities,
+    )
+    started: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve_acme(
+            instance,
+            ledger,
+            host=HOST,
+            port=_port(options.port_base, 3),
+            stop=stop,
+            started=started.set_result,
+            validation=validation,
+            issue=ca.issue,
+        ),
+        name="ACME server",
+    )
+    waiting: set[asyncio.Future[Any]] = {task, started}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+        raise RuntimeError("the ACME server stopped at start-up")
+    tasks.append((None, task))  # stops when the stack's ``stop`` is set
+    return started.result(), ports, dns.control_url
 
 
 async def run_stack(
@@ -198,12 +267,22 @@ async def run_stack(
         web_server = quiet_server(web_app(context, read_token_hash(paths.token_hash)))
         tasks.append((web_server, await _serve(web_server, web_sock, "dashboard and API")))
 
+        # 5. ACME over HTTPS, validating against loopback: names under example.com resolve to
+        # 127.0.0.1, and a local DNS server answers CAA (none: allowed) and dns-01 TXT records.
+        acme_running = await _start_acme(instance, ledger, ca, options, tasks, cleanups, stop)
+        running, acme_ports, dns_control = acme_running
+
         urls = StackUrls(
             web=web_url,
             api=web_url + "/api/v1",
             status=f"http://{HOST}:{status_port}",
             logs=prepared.base_url,
             log_names=list(prepared.logs),
+            acme=running.directory,
+            acme_tls_root=str(running.tls.root),
+            acme_http_port=acme_ports[0],
+            acme_tls_alpn_port=acme_ports[1],
+            acme_dns=dns_control,
         )
         write_atomically(paths.urls, (json.dumps(urls.to_json(), indent=2) + "\n").encode())
 
@@ -228,6 +307,11 @@ async def run_stack(
         say(f"  OCSP + CRLs {urls.status}/  (certificates name {options.public_base})")
         for name in prepared.logs:
             say(f"  CT log      {prepared.base_url}/{name}/")
+        say(f"  ACME        {running.directory}  (TLS root: {running.tls.root})")
+        say(
+            f"              http-01 is fetched from port {acme_ports[0]}, tls-alpn-01 from "
+            f"{acme_ports[1]}; *.example.com resolves to {HOST}; TXT records: {dns_control}"
+        )
         say(f"  state       {paths.state}")
         if token is not None:
             say(f"  API token   {token}  (also in {paths.token}, mode 0600; shown once)")
@@ -246,6 +330,7 @@ async def run_stack(
         await http.aclose()
         await log_http.close()
     finally:
+        stop.set()  # the ACME server's signal (also when start-up failed half-way)
         for server, _task in reversed(tasks):
             if server is not None:
                 server.should_exit = True
