@@ -239,3 +239,23 @@ def test_serve_command_answers_until_stopped(validation_settings: ValidationSett
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("order", ["control-first", "control-last"])
+def test_hook_command_takes_values_that_start_with_a_dash(
+    dns_server: TestDNSServer, validation_settings: ValidationSettings, order: str
+) -> None:
+    """base64url TXT values start with '-' one time in 32 (a certbot run found it)."""
+    from ctstatus.acme.validation.testdns import main
+
+    key_auth = next(f"k{i}" for i in range(10_000) if dns_01_txt_value(f"k{i}").startswith("-"))
+    value = dns_01_txt_value(key_auth)
+    name = "_acme-challenge.example.com"
+    control = ["--control", dns_server.control_url]
+    record = ["TXT", name, value]
+    argv = ["add", *control, *record] if order == "control-first" else ["add", *record, *control]
+    assert main(argv) == 0
+    record_seen = asyncio.run(Validator(validation_settings).dns_01("example.com", key_auth))
+    assert record_seen.query_name == name
+    assert main(["remove", *control, *record]) == 0
+    assert dns_server.zone.records() == []

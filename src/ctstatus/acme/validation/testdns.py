@@ -423,6 +423,29 @@ def control_request(url: str, method: str, path: str, body: dict[str, Any]) -> d
         raise ValueError(f"{method} {path}: {e.code} {e.read().decode(errors='replace')}") from e
 
 
+def _positionals_last(argv: list[str]) -> list[str]:
+    """``add``/``remove``/``fault`` with ``--`` before the record: a dns-01 value is base64url
+    and starts with ``-`` one time in 32, which argparse would take for an option."""
+    if not argv or argv[0] not in ("add", "remove", "fault") or "--" in argv:
+        return argv
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        return argv
+    options: list[str] = []
+    rest: list[str] = []
+    i = 1
+    while i < len(argv):
+        if argv[i] == "--control" and i + 1 < len(argv):
+            options += argv[i : i + 2]
+            i += 2
+        elif argv[i].startswith("--control="):
+            options.append(argv[i])
+            i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return [argv[0], *options, "--", *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``serve`` a server, or ``add``/``remove``/``fault`` through a running one's control."""
     parser = argparse.ArgumentParser(
@@ -452,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--control", required=True)
     f.add_argument("name")
     f.add_argument("fault", choices=[*FAULTS, "none"])
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_positionals_last(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "serve":
             zone = Zone()
