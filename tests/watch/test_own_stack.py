@@ -84,13 +84,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnStack]:
     stop_logs(logs)
 
 
-def watcher_for(stack: OwnStack) -> Watcher:
+def watcher_for(stack: OwnStack, *, start: str = "beginning", db: str = "watch.db") -> Watcher:
     instance = Instance.open(stack.directory)
     issuing = instance.path(instance.config.ca.issuing.certificate)
     config = WatchConfig(
-        database=f"sqlite:///{stack.work / 'watch.db'}",
+        database=f"sqlite:///{stack.work / db}",
         log_list=str(stack.logs.log_list),
-        start="beginning",
+        start=start,
         issuers=[issuing],
         own_issuers=[issuing],
         grace_seconds=900,
@@ -115,19 +115,18 @@ def test_a_correct_ca_has_no_problems(stack: OwnStack) -> None:
         watcher.close()
 
 
-def test_an_orphan_precertificate_is_found_and_fixed(stack: OwnStack) -> None:
+def signed_precertificate(instance: Instance, name: str) -> tuple[int, bytes]:
+    """A precertificate of the issuing CA that no issuance recorded: what the incident left."""
     from ctstatus.ca import profiles
     from ctstatus.keys.assemble import sign_certificate
 
-    instance = Instance.open(stack.directory)
     ca = instance.config.ca.issuing
     signer = instance.signer(ca)
-    issuing = instance.certificate(ca)
     serial = profiles.new_serial()
     builder = profiles.tls_server(
         signer.public_key(),
-        [x509.DNSName("orphan.example.com")],
-        issuing,
+        [x509.DNSName(name)],
+        instance.certificate(ca),
         serial,
         datetime.now(UTC) - timedelta(minutes=1),
         90,
@@ -135,7 +134,14 @@ def test_an_orphan_precertificate_is_found_and_fixed(stack: OwnStack) -> None:
         ca_issuers_url=instance.config.urls.ca_issuers_url(ca.name),
         crl_url=instance.config.urls.crl_url(ca.name, serial % 4),
     ).add_extension(x509.PrecertPoison(), critical=True)
-    precert = sign_certificate(builder, signer).public_bytes(Encoding.DER)
+    return serial, sign_certificate(builder, signer).public_bytes(Encoding.DER)
+
+
+def test_an_orphan_precertificate_is_found_and_fixed(stack: OwnStack) -> None:
+    instance = Instance.open(stack.directory)
+    ca = instance.config.ca.issuing
+    issuing = instance.certificate(ca)
+    serial, precert = signed_precertificate(instance, "orphan.example.com")
     stack.logs.submit("alpha", [precert, issuing.public_bytes(Encoding.DER)])
     stack.logs.publish("alpha")
 
@@ -203,6 +209,7 @@ def test_the_daemon_reconciles_on_its_schedule(stack: OwnStack) -> None:
         {
             "database": f"sqlite:///{stack.work / 'watch-scheduled.db'}",
             "log_list": str(stack.logs.log_list),
+            "start": "beginning",
             "issuers": [str(issuing)],
             "own_issuers": [str(issuing)],
             "timeout_seconds": 5,
@@ -310,3 +317,55 @@ def _orphan(instance: Instance, stack: OwnStack) -> tuple[int, bytes]:
     stack.logs.submit("alpha", [precert, issuing.public_bytes(Encoding.DER)])
     stack.logs.publish("alpha")
     return serial, precert
+
+
+def test_unlogged_is_judged_only_after_where_following_began(stack: OwnStack) -> None:
+    """A ledger precertificate in no followed log is ``reconcile.unlogged``, unless a log was
+    started mid-log (``start = "end"``) after it was made: it may be in the prefix never read."""
+    from ctstatus.watch.reconcile import _import
+
+    instance = Instance.open(stack.directory)
+    ca = instance.config.ca.issuing
+    ledger = instance.open_ledger()
+    issuer = ledger.issuer_by_name(ca.name)
+    assert issuer is not None
+    options = {
+        "mmd": timedelta(hours=1),
+        "crl_shards": 4,
+        "abandon": "revoke",
+        "reason": RevocationReason.UNSPECIFIED,
+    }
+    later = datetime.now(UTC) + timedelta(days=1)  # every precertificate is past the MMD
+    logged = stack.issue("logged-before-start.example.com")
+    for log in ("alpha", "bravo", "charlie"):
+        stack.logs.publish(log)
+    time.sleep(0.002)  # the heads' timestamps (ms) must be later than the first record
+    # Made before the watcher starts and never logged: indistinguishable from the unread prefix.
+    early, early_der = signed_precertificate(instance, "early-unlogged.example.com")
+    _import(ledger, issuer.id, early, early_der, 4, "revoke", RevocationReason.UNSPECIFIED)
+    at_end = watcher_for(stack, start="end", db="watch-end.db")
+    beginning = watcher_for(stack, start="beginning", db="watch-beginning.db")
+    try:
+        asyncio.run(at_end.run_once())
+        asyncio.run(beginning.run_once())
+        assert at_end.store.unread_until_ms() is not None
+        assert beginning.store.unread_until_ms() is None
+        # Made after following began and in no log: unlogged for both.
+        time.sleep(0.002)
+        late, late_der = signed_precertificate(instance, "late-unlogged.example.com")
+        _import(ledger, issuer.id, late, late_der, 4, "revoke", RevocationReason.UNSPECIFIED)
+
+        whole = reconcile(ledger, beginning.store, later, **options)  # type: ignore[arg-type]
+        unlogged = {serial for _, serial in whole.unlogged}
+        assert {format(early, "x"), format(late, "x")} <= unlogged
+        assert format(logged, "x") not in unlogged
+
+        partial = reconcile(ledger, at_end.store, later, **options)  # type: ignore[arg-type]
+        unlogged = {serial for _, serial in partial.unlogged}
+        assert format(late, "x") in unlogged
+        assert format(early, "x") not in unlogged
+        assert format(logged, "x") not in unlogged  # in the prefix the watcher never read
+    finally:
+        ledger.close()
+        at_end.close()
+        beginning.close()

@@ -51,6 +51,7 @@ def _config(work: Path, logs: Logs, **extra: object) -> WatchConfig:
     values: dict[str, object] = {
         "database": f"sqlite:///{work / 'watch.db'}",
         "log_list": str(logs.log_list),
+        "start": "beginning",
         "grace_seconds": 0,
         "timeout_seconds": 2,
         "retry_seconds": 60,
@@ -227,7 +228,7 @@ def test_sighup_reloads_the_config_and_re_plans(
     toml = work / "watch.toml"
     common = (
         f'database = "sqlite:///{work / "watch.db"}"\nlog_list = "{logs.log_list}"\n'
-        "poll_seconds = 1\ngrace_seconds = 3600\ntimeout_seconds = 2\n"
+        'start = "beginning"\npoll_seconds = 1\ngrace_seconds = 3600\ntimeout_seconds = 2\n'
     )
     toml.write_text(common + "[alerts]\nstdout = false\n")
     output = work / "daemon.log"

@@ -233,6 +233,7 @@ class LogFollower:
             tree,
             tree.root(),
             sth.timestamp if at_head else None,
+            start_sth_ms=sth.timestamp,
         )
 
     async def _prove_consistent(

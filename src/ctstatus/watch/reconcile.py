@@ -8,7 +8,8 @@
   the ledger with the cause. Only a precertificate can be imported this way; a final-only
   orphan is reported for a person to handle.
 * A ledger precertificate not seen in any followed log after the maximum merge delay is a
-  warning: precertificates must be logged, or the CT record is incomplete.
+  warning: precertificates must be logged, or the CT record is incomplete. One made before a
+  log was started mid-log (``start = "end"``) may sit in the prefix never read: not judged.
 
 The ledger is reached through its own API (its triggers keep every row moving forward); this
 module never imports ``ca``.
@@ -17,7 +18,7 @@ module never imports ``ca``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
@@ -62,6 +63,8 @@ def reconcile(
 ) -> ReconcileResult:
     result = ReconcileResult()
     stamp = now.timestamp()
+    unread_ms = store.unread_until_ms()
+    unread_until = None if unread_ms is None else datetime.fromtimestamp(unread_ms / 1000, UTC)
     for issuer in ledger.issuers():
         key = issuer.spki_sha256.hex()
         seen = store.serials_seen(key)
@@ -94,6 +97,8 @@ def reconcile(
             serial_hex = format(record.serial, "x")
             subject = f"unlogged:{issuer.name}:{serial_hex}"
             late = record.precert_der is not None and record.created_at + mmd < now
+            if unread_until is not None and record.created_at <= unread_until:
+                late = False  # it may be in a log's prefix that the watcher never read
             findings = []
             if late and serial_hex not in seen:
                 result.unlogged.append((issuer.name, serial_hex))

@@ -49,6 +49,9 @@ logs = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False, default=0.0),
     # where following began (migration 0003): entries below it were never read
     sa.Column("start_index", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    # the signed head's timestamp when following began mid-log: what the log held by then
+    # (entries below start_index) was never read (migration 0003)
+    sa.Column("start_sth_ms", sa.BigInteger, nullable=True),
 )
 
 issuers = sa.Table(
@@ -378,6 +381,16 @@ class WatchStore:
             return found
         return self.start_cursor(log_id, name, url, CompactTree(), None, None)
 
+    def unread_until_ms(self) -> int | None:
+        """The latest head timestamp before which some followed log was not read (it was
+        started mid-log); None when every log was followed from its first entry. A
+        precertificate logged before then may be in a prefix we never downloaded."""
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(logs.c.start_sth_ms)).where(logs.c.start_index > 0)
+            ).scalar()
+        return None if value is None else int(value)
+
     def find_cursor(self, log_id: str) -> LogCursor | None:
         """The log's cursor, or None if the log was never followed."""
         with self._read() as conn:
@@ -401,9 +414,12 @@ class WatchStore:
         tree: CompactTree,
         root: bytes | None,
         sth_ms: int | None,
+        *,
+        start_sth_ms: int | None = None,
     ) -> LogCursor:
         """A new log's cursor at ``tree`` (a verified right edge, ``root`` its root), downloaded
-        and verified up to there; a second watcher starting the same log at once is refused."""
+        and verified up to there; a second watcher starting the same log at once is refused.
+        ``start_sth_ms``: the timestamp of the head the start was proven against."""
         nodes = _text(tree)
         with self._write() as conn:
             conn.execute(
@@ -418,6 +434,7 @@ class WatchStore:
                     verified_root=root,
                     verified_sth_ms=sth_ms,
                     start_index=tree.size,
+                    start_sth_ms=start_sth_ms if tree.size else None,
                 )
             )
         return LogCursor(log_id, tree.copy(), tree.copy(), root, sth_ms, tree.size)

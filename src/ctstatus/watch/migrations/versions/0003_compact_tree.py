@@ -6,8 +6,9 @@ Create Date: 2026-12-02
 
 A log followed from ``start = "end"`` (or an index or a time) begins with a verified compact
 tree (its right edge) at that position, not at index 0, and stores rows only for watched
-entries. ``start_index`` says where that was, so "not seen" can be told from "before we started"
-(every log followed before this revision started at 0, which the default keeps). Rows of
+entries. ``start_index`` says where that was and ``start_sth_ms`` the timestamp of the head
+it was proven against, so "not seen" can be told from "before we started" (every log followed
+before this revision started at 0, which the default keeps). Rows of
 unwatched entries written by earlier versions are kept and still read as before.
 """
 
@@ -29,8 +30,10 @@ def upgrade() -> None:  # a plain ADD COLUMN (with its default) on SQLite and Po
         "watch_logs",
         sa.Column("start_index", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     )
+    op.add_column("watch_logs", sa.Column("start_sth_ms", sa.BigInteger, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("watch_logs") as batch:
+        batch.drop_column("start_sth_ms")
         batch.drop_column("start_index")
