@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ca import profiles
+from ctstatus.ca.lifetime import LifetimeError, check_lifetime, default_lifetime_days
 from ctstatus.ca.lint import Finding, LintPool, lint_certificate
 from ctstatus.clock import Clock
 from ctstatus.ct.sct import tbs_for_ct
@@ -81,7 +82,8 @@ class IssuanceRequest:
 
     public_key: PublicKey
     names: Sequence[profiles.SubjectAltName]
-    lifetime_days: int
+    lifetime_days: int | None = None
+    """Days of validity; None: the profile's default on the day of issuance (ca/lifetime.py)."""
     request_id: str | None = None
 
 
@@ -98,6 +100,8 @@ class IssuanceSettings:
     abandon_policy: AbandonPolicy = AbandonPolicy.REVOKE
     abandon_reason: RevocationReason = RevocationReason.UNSPECIFIED
     lint: bool = True
+    lifetime_days: int | None = None
+    """``[profiles.tls_server] lifetime_days``; None follows the BR schedule by date."""
 
 
 @dataclass
@@ -174,8 +178,20 @@ class IssuingCa:
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
+        # Step 0: a lifetime the BRs allow on this date (nothing is written for one they do not).
+        now = self._clock()
+        try:
+            days = check_lifetime(
+                default_lifetime_days(now, self._settings.lifetime_days)
+                if request.lifetime_days is None
+                else request.lifetime_days,
+                now,
+            )
+        except LifetimeError as error:
+            raise IssuanceError(error.message, serial=None, state=None, hint=error.hint) from None
+
         # Step 1: allocate the serial and write its `reserved` row with the intended TBS.
-        serial, builder, linting_copy = await self._reserve(request)
+        serial, builder, linting_copy = await self._reserve(request, now, days)
         timings["reserve"] = time.perf_counter() - started
 
         # Step 2: lint the exact TBS on the throwaway-key copy; an error means never signed.
@@ -256,7 +272,7 @@ class IssuingCa:
         return IssuanceResult(serial, certificate, precertificate, scts, timings)
 
     async def _reserve(
-        self, request: IssuanceRequest
+        self, request: IssuanceRequest, now: datetime, days: int
     ) -> tuple[int, x509.CertificateBuilder, x509.Certificate]:
         settings = self._settings
         for _ in range(_SERIAL_ATTEMPTS):
@@ -267,8 +283,8 @@ class IssuingCa:
                 request.names,
                 settings.issuer_certificate,
                 serial,
-                self._clock(),
-                request.lifetime_days,
+                now,
+                days,
                 ocsp_url=settings.ocsp_url,
                 ca_issuers_url=settings.ca_issuers_url,
                 crl_url=settings.crl_url(shard),

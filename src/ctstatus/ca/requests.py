@@ -64,7 +64,7 @@ def parse_names(values: Sequence[str]) -> list[SubjectAltName]:
 
 
 def request_from_csr(
-    data: bytes, *, lifetime_days: int, request_id: str | None = None
+    data: bytes, *, lifetime_days: int | None, request_id: str | None = None
 ) -> IssuanceRequest:
     """A request for the key and names of a PEM or DER CSR whose self-signature verifies."""
     if len(data) > MAX_CSR_BYTES:
@@ -120,7 +120,7 @@ def request_from_csr(
 def request_for_names(
     values: Sequence[str],
     *,
-    lifetime_days: int,
+    lifetime_days: int | None,
     key_algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256,
     request_id: str | None = None,
 ) -> tuple[IssuanceRequest, PrivateKey]:

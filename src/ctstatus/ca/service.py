@@ -95,6 +95,7 @@ def issuance_settings(instance: Instance) -> IssuanceSettings:
         abandon_policy=AbandonPolicy(config.issuance.abandon),
         abandon_reason=abandon_reason(instance),
         lint=config.issuance.lint,
+        lifetime_days=config.profiles.tls_server.lifetime_days,
     )
 
 
