@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from ctstatus.ca.issuance import IssuanceError, LintFailed
 from ctstatus.ca.lint import Finding
@@ -268,6 +270,14 @@ def fail_at(
     return calls
 
 
+def final_not_stored(error: Exception) -> str:
+    """What the user and the journal are told when the final certificate's commit fails."""
+    return (
+        f"the final certificate was signed but the ledger did not store it ({error}); it was "
+        "discarded and never left the CA"
+    )
+
+
 # method -> (CT must fail first?, state left by issuance, state after recover, precert public?)
 LEDGER_WRITES = {
     "reserve": (False, None, None, False),
@@ -340,6 +350,8 @@ def test_a_ledger_failure_at_each_write_never_leaves_a_logged_precertificate_una
                     ("charlie", "rejected, HTTP 400: rejected (injected fault)"),
                 )
             ]
+        elif method == "mark_issued":
+            causes = [final_not_stored(down)]
         else:
             causes = [str(down)]
         assert error.message in [abandoned_message(c, serial, expected_state) for c in causes]
@@ -379,6 +391,78 @@ def test_a_ledger_down_for_the_rest_of_the_attempt_leaves_the_precertificate_goo
     assert serial in assert_logged_precerts_answered(stack, ledger)
     assert settle(ledger)[serial] is SerialState.REVOKED
     expect_abandoned_and_revoked(stack, ledger, serial)
+
+
+def test_a_database_fault_storing_the_final_certificate_abandons_with_the_true_cause(
+    stack: Stack, ledger: Ledger
+) -> None:
+    """The database itself fails the ``issued`` UPDATE (after CT quorum, after the final
+    certificate was signed): the certificate never leaves, the precertificate the logs hold is
+    abandoned and revoked, and the journal says exactly which step failed and why."""
+    failed: list[str] = []
+
+    def disk_error(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        # The SET state = 'issued' parameter: first (SQLite's qmark) or named (psycopg).
+        sets = parameters.get("state") if isinstance(parameters, dict) else parameters[:1]
+        if statement.lstrip().upper().startswith("UPDATE SERIALS") and sets in (
+            "issued",
+            ("issued",),
+        ):
+            failed.append(statement)
+            raise OperationalError(statement, parameters, Exception("disk I/O error"))
+
+    event.listen(ledger.engine, "before_cursor_execute", disk_error)
+    try:
+        with pytest.raises(IssuanceError) as caught:
+            stack.issue(ledger, [unique_name("final-not-stored")])
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", disk_error)
+    assert len(failed) == 1
+    error = caught.value
+    assert error.serial is not None
+    assert error.state == "abandoned and revoked"
+    cause = error.message.removesuffix(
+        f". The precertificate (serial {error.serial:x}) is abandoned and revoked"
+    )
+    assert cause.startswith("the final certificate was signed but the ledger did not store it (")
+    assert "disk I/O error" in cause
+    assert cause.endswith("); it was discarded and never left the CA")
+    expect_abandoned_and_revoked(stack, ledger, error.serial)
+    assert len(stack.precerts_in_logs()[error.serial]) >= 2  # quorum was met first
+    [abandon] = [
+        e
+        for e in ledger.events(issuer_id=stack.issuer_id, serial=error.serial)
+        if e.action == "abandon"
+    ]
+    assert abandon.detail["cause"] == f"final certificate not stored: {cause}"
+
+
+def test_a_lost_acknowledgement_of_the_final_certificate_commit_is_not_an_abandon(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit landed but its answer was lost: the ledger holds exactly the certificate we
+    signed, so the issuance succeeded and the serial is not abandoned."""
+    real = ledger.mark_issued
+    down = ledger_down(stack)
+
+    def committed_then_lost(issuer_id: int, serial: int, cert_der: bytes, **kwargs: Any) -> Any:
+        real(issuer_id, serial, cert_der, **kwargs)
+        raise down
+
+    monkeypatch.setattr(ledger, "mark_issued", committed_then_lost)
+    result = stack.issue(ledger, [unique_name("final-ack-lost")])
+    monkeypatch.undo()
+    record = ledger.get(stack.issuer_id, result.serial)
+    assert record is not None
+    assert record.state is SerialState.ISSUED
+    assert record.cert_der == result.certificate.public_bytes(Encoding.DER)
+    assert journal(ledger, stack.issuer_id, result.serial) == [
+        "reserved",
+        "precert_signed",
+        "issued",
+    ]
 
 
 # ---------------------------------------------------------------------------------- signer

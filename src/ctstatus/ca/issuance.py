@@ -40,7 +40,7 @@ from ctstatus.ct.structures import POISON_OID, SignedCertificateTimestamp, sct_l
 from ctstatus.errors import UserError
 from ctstatus.keys.assemble import sign_certificate
 from ctstatus.keys.signer import InProcessSigner, PublicKey, Signer, throwaway_key
-from ctstatus.ledger import DuplicateSerial, Ledger, RevocationReason, SerialRecord
+from ctstatus.ledger import DuplicateSerial, Ledger, RevocationReason, SerialRecord, SerialState
 
 T = TypeVar("T")
 
@@ -139,6 +139,20 @@ class LintFailed(IssuanceError):
             hint="nothing was signed; change the request or the profile",
         )
         self.findings = list(findings)
+
+
+class FinalCertificateNotStored(IssuanceError):
+    """The final certificate was signed, but its commit failed: it is discarded, unreturned."""
+
+    journal_step = "final certificate not stored"
+
+    def __init__(self, serial: int, error: Exception) -> None:
+        super().__init__(
+            f"the final certificate was signed but the ledger did not store it ({error}); it "
+            "was discarded and never left the CA",
+            serial=serial,
+            state="abandoned",
+        )
 
 
 class IssuingCa:
@@ -252,13 +266,8 @@ class IssuingCa:
             # Step 5: the final certificate: from the precertificate, corresponding byte for
             # byte, linted, signed, stored, `issued`.
             certificate = await self._final_certificate(precertificate, scts)
-            await self._db(
-                self._ledger.mark_issued,
-                self._issuer_id,
-                serial,
-                _der(certificate),
-                actor=self._actor,
-            )
+            # Only after this commit may the certificate leave the process (be returned).
+            await self._store_final(serial, _der(certificate))
             timings["certificate"] = time.perf_counter() - started
         except BaseException as error:
             state = await self._abandon(serial, error)
@@ -361,6 +370,23 @@ class IssuingCa:
             )
         return certificate
 
+    async def _store_final(self, serial: int, der: bytes) -> None:
+        """Commit the final certificate and ``issued``; FinalCertificateNotStored if it did not.
+
+        A write whose acknowledgement is lost may still have committed: if the ledger now holds
+        exactly these bytes as ``issued``, the certificate is recorded and may be handed out.
+        Otherwise it is dropped here, and the abandon path records why.
+        """
+        try:
+            await self._db(
+                self._ledger.mark_issued, self._issuer_id, serial, der, actor=self._actor
+            )
+        except Exception as error:
+            record = await self._current(serial)
+            if record is not None and record.state is SerialState.ISSUED and record.cert_der == der:
+                return
+            raise FinalCertificateNotStored(serial, error) from error
+
     async def _never_signed(self, serial: int, step: str, error: Exception) -> IssuanceError:
         """Steps 2-3 failed before a precertificate existed: nothing left the CA.
 
@@ -392,7 +418,10 @@ class IssuingCa:
         fails here, the serial stays ``precert_signed`` (answered ``good``) and
         ``ctstatus recover`` abandons it later: it is never without a status.
         """
-        cause = f"{type(error).__name__}: {error}"
+        if isinstance(error, FinalCertificateNotStored):
+            cause = f"{error.journal_step}: {error.message}"
+        else:
+            cause = f"{type(error).__name__}: {error}"
         try:
             await self._db(
                 self._ledger.mark_abandoned, self._issuer_id, serial, cause, actor=self._actor
@@ -434,6 +463,7 @@ def _der(certificate: x509.Certificate) -> bytes:
 __all__ = [
     "AbandonPolicy",
     "CtSubmitter",
+    "FinalCertificateNotStored",
     "IssuanceError",
     "IssuanceRequest",
     "IssuanceResult",
