@@ -10,7 +10,8 @@ ledger byte for byte. Before it is signed, nothing may reach a log and the seria
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from ctstatus.ca.lint import Finding
 from ctstatus.ca.recover import recover
 from ctstatus.clock import FrozenClock, system_clock
 from ctstatus.ct.client import signed_entry_for
+from ctstatus.ct.loglist import LogList, LogState, TemporalInterval
 from ctstatus.ct.sct import verify_sct_for_entry
 from ctstatus.ct.submit import PolicyNotMet
 from ctstatus.errors import LedgerError, SigningKeyError
@@ -244,6 +246,118 @@ def test_a_lint_failure_of_the_final_certificate_abandons_the_logged_precertific
     held = stack.precerts_in_logs()[serial]
     assert len(held) >= 2
     expect_abandoned_and_revoked(stack, ledger, serial, logs=list(held))
+
+
+# ------------------------------------------------------------------ CT policy feasibility
+
+
+def _logs(stack: Stack, **changes: dict[str, Any]) -> LogList:
+    """The stack's log list with fields of some logs changed (what a stale or edited list has)."""
+    logs = stack.log_list()
+    return replace(
+        logs,
+        logs=tuple(
+            replace(log, **changes.get(log.description.split()[1], {})) for log in logs.logs
+        ),
+    )
+
+
+def _shard(start: datetime, end: datetime) -> dict[str, Any]:
+    return {"temporal_interval": TemporalInterval(start, end)}
+
+
+NOW = system_clock()
+PAST_SHARD = _shard(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+NEXT_YEAR = _shard(NOW, NOW + timedelta(days=365))
+LATER_SHARD = _shard(NOW + timedelta(days=365), NOW + timedelta(days=730))
+ONE_OPERATOR = "SCTs from 1 operator(s); at least 2 needed"
+
+INFEASIBLE: dict[str, tuple[dict[str, dict[str, Any]], int, str, list[str]]] = {
+    # name: (changes per log, lifetime days, the policy's problems, why logs are not usable)
+    "retired-rejected": (
+        {"bravo": {"state": LogState.RETIRED}, "charlie": {"state": LogState.REJECTED}},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["bravo: retired", "charlie: rejected"],
+    ),
+    "readonly": (
+        {"alpha": {"state": LogState.READONLY}, "bravo": {"state": LogState.READONLY}},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["alpha: readonly", "bravo: readonly"],
+    ),
+    "shards": (
+        {"alpha": NEXT_YEAR, "bravo": PAST_SHARD, "charlie": LATER_SHARD},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["bravo: its temporal interval", "charlie: its temporal interval"],
+    ),
+    "no-log-at-all": (
+        {name: {"state": LogState.PENDING} for name in ("alpha", "bravo", "charlie")},
+        90,
+        "no SCT from a log that is Qualified, Usable or ReadOnly now; "
+        "0 of 2 SCTs from distinct logs; SCTs from 0 operator(s); at least 2 needed",
+        ["alpha: pending", "bravo: pending", "charlie: pending"],
+    ),
+    "one-operator": (
+        {
+            "alpha": {"operator": "one operator"},
+            "bravo": {"operator": "one operator"},
+            "charlie": {"state": LogState.RETIRED},
+        },
+        90,
+        ONE_OPERATOR,
+        ["charlie: retired"],
+    ),
+    "long-lifetime-needs-three": (
+        {"charlie": {"state": LogState.RETIRED}},
+        181,
+        "2 of 3 SCTs from distinct logs",
+        ["charlie: retired"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INFEASIBLE))
+def test_a_log_list_that_cannot_meet_the_policy_signs_nothing(
+    stack: Stack, ledger: Ledger, case: str
+) -> None:
+    changes, days, problems, excluded = INFEASIBLE[case]
+    before = stack.tree_sizes()
+    request = replace(request_for([unique_name(case)]), lifetime_days=days)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, request, log_list=_logs(stack, **changes))
+    error = caught.value
+    assert error.serial is not None
+    assert error.state == "never_signed"
+    assert error.message.startswith(
+        f"the configured CT logs cannot meet the chrome CT policy: {problems} ("
+    ), error.message
+    for text in excluded:
+        name, why = text.split(": ", 1)
+        assert f"log {describe_log(name)}: {why}" in error.message, error.message
+    assert error.message.endswith(f"; nothing was signed (serial {error.serial:x} is never_signed)")
+    assert error.hint is not None
+    assert "[issuance] log_list" in error.hint
+    assert stack.tree_sizes() == before  # no log received anything
+    record = ledger.get(stack.issuer_id, error.serial)
+    assert record is not None
+    assert record.state is SerialState.NEVER_SIGNED
+    assert record.precert_der is None
+    assert journal(ledger, stack.issuer_id, error.serial) == ["reserved", "never_signed"]
+    [event_] = [
+        e
+        for e in ledger.events(issuer_id=stack.issuer_id, serial=error.serial)
+        if e.action == "never_signed"
+    ]
+    assert event_.detail["cause"].startswith("ct policy cannot be met: the configured CT logs")
+
+
+def test_logs_whose_shards_cover_notafter_still_issue(stack: Stack, ledger: Ledger) -> None:
+    """The positive control: temporal shards that cover notAfter, one log retired, 2 left."""
+    logs = _logs(stack, alpha=NEXT_YEAR, bravo=NEXT_YEAR, charlie={"state": LogState.RETIRED})
+    result = stack.issue(ledger, [unique_name("shards-ok")], log_list=logs)
+    assert {sct.log_name for sct in result.scts} == {describe_log("alpha"), describe_log("bravo")}
 
 
 # ------------------------------------------------------------------------- ledger failures

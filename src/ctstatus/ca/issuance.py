@@ -4,7 +4,8 @@
 numbered steps are the design's steps and each commits to the ledger before the next begins:
 
 1. allocate the serial and write its ``reserved`` row with the intended TBS;
-2. lint that exact TBS on a throwaway-key copy (a finding stops issuance: ``never_signed``);
+2. check the configured logs can meet the CT policy for the TBS's validity, then lint that exact
+   TBS on a throwaway-key copy (either failing stops issuance: ``never_signed``);
 3. sign the precertificate with the issuing key; store it and mark ``precert_signed`` in one
    transaction; only after that commit may it leave the process;
 4. submit that same precertificate to CT logs until the policy is met (every SCT verified);
@@ -70,6 +71,14 @@ class CtSubmitter(Protocol):
     Implementations must resubmit the same bytes on retry, verify every SCT before returning it,
     and raise an exception whose ``str`` says what each log did.
     """
+
+    def infeasible(self, not_before: datetime, not_after: datetime) -> str | None:
+        """Why no submission could meet the CT policy for this validity, or None if one can.
+
+        Asked before the precertificate is signed: a precertificate that cannot get enough SCTs
+        would only be published by the logs that take it, and then abandoned.
+        """
+        ...
 
     async def submit_precertificate(
         self, chain: Sequence[bytes], not_before: datetime, not_after: datetime
@@ -208,7 +217,27 @@ class IssuingCa:
         serial, builder, linting_copy = await self._reserve(request, now, days)
         timings["reserve"] = time.perf_counter() - started
 
-        # Step 2: lint the exact TBS on the throwaway-key copy; an error means never signed.
+        # Step 2: the configured logs can meet the CT policy for this notAfter (shards,
+        # states, operators), and the exact TBS lints clean on the throwaway-key copy; either
+        # failing means never signed.
+        infeasible = self._ct.infeasible(
+            linting_copy.not_valid_before_utc, linting_copy.not_valid_after_utc
+        )
+        if infeasible is not None:
+            await self._db(
+                self._ledger.mark_never_signed,
+                self._issuer_id,
+                serial,
+                f"ct policy cannot be met: {infeasible}",
+                actor=self._actor,
+            )
+            raise IssuanceError(
+                f"{infeasible}; nothing was signed (serial {serial:x} is never_signed)",
+                serial=serial,
+                state="never_signed",
+                hint="fix [issuance] log_list (log states, temporal shards, operators) "
+                "or ask for a shorter lifetime",
+            )
         if self._settings.lint:
             try:
                 findings = await self._lint(_der(linting_copy))
