@@ -3,6 +3,8 @@
 :func:`issue` is the critical sequence of docs/design.md written as one linear function; its
 numbered steps are the design's steps and each commits to the ledger before the next begins:
 
+0. check the lifetime against the BR maximum of the day (``ca/lifetime.py``); nothing is written
+   for a lifetime that is refused;
 1. allocate the serial and write its ``reserved`` row with the intended TBS;
 2. check the configured logs can meet the CT policy for the TBS's validity, then lint that exact
    TBS on a throwaway-key copy (either failing stops issuance: ``never_signed``);
@@ -10,7 +12,8 @@ numbered steps are the design's steps and each commits to the ledger before the 
    transaction; only after that commit may it leave the process;
 4. submit that same precertificate to CT logs until the policy is met (every SCT verified);
 5. build the final certificate from the precertificate (poison out, SCT list in, extension order
-   unchanged), check the TBS corresponds byte for byte, lint, sign, store, mark ``issued``.
+   unchanged), check the TBS corresponds byte for byte, lint, sign, store, mark ``issued``; only
+   after that commit is the certificate returned (a failed commit: FinalCertificateNotStored).
 
 An exception in steps 2-3 (pkilint or the signer failing) marks the serial ``never_signed`` at
 once: nothing was signed, and the request is free for a retry. Any exception after step 3 goes
