@@ -497,7 +497,7 @@ def test_a_ledger_down_for_the_rest_of_the_attempt_leaves_the_precertificate_goo
     serial = caught.value.serial
     assert serial is not None
     assert caught.value.message == abandoned_message(
-        str(down),
+        final_not_stored(down),
         serial,
         f"precert_signed (the ledger refused the abandon path: {down}; `ctstatus recover` "
         "will settle it)",
