@@ -117,6 +117,23 @@ def test_corrupt_key_file(instance: Path, tmp_path: Path) -> None:
     assert "root-ca key" in result.stdout  # the other checks still ran
 
 
+def test_check_fails_once_the_root_revoked_the_issuing_ca(instance: Path, tmp_path: Path) -> None:
+    copy = _copy(instance, tmp_path)
+    from cryptography import x509
+
+    serial = x509.load_pem_x509_certificate(
+        (copy / "certs" / "issuing-ca.pem").read_bytes()
+    ).serial_number
+    revoked = run(
+        "-i", copy, "revoke", "--issuer", "root-ca", f"{serial:x}", "--reason", "keyCompromise"
+    )
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    result = run("-i", copy, "check")
+    assert result.returncode == 1
+    assert f"the issuing-ca certificate (serial {serial:x}) is revoked by root-ca" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_unreachable_database(instance: Path, tmp_path: Path) -> None:
     copy = _copy(instance, tmp_path)
     config = copy / "ctstatus.toml"

@@ -67,7 +67,9 @@ def test_bad_value_is_named_with_its_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "key"),
     [
-        ("lifetime_days = 90", "lifetime_days = 398", "profiles.tls_server.lifetime_days"),
+        ("# lifetime_days = 90", "lifetime_days = 398", "profiles.tls_server.lifetime_days"),
+        ("# lifetime_days = 90", "lifetime_days = 201", "profiles.tls_server.lifetime_days"),
+        ("# lifetime_days = 90", "lifetime_days = 0", "profiles.tls_server.lifetime_days"),
         ('country = "XX"', 'country = "Germany"', "ca.country"),
         ('base = "http://pki.example.com"', 'base = "https://pki.example.com"', "urls.base"),
         ('ocsp = "{base}/ocsp"', 'ocsp = "{base}/{shard}"', "urls.ocsp"),

@@ -162,7 +162,10 @@ class UrlsConfig(_Section):
 class TlsServerProfileConfig(_Section):
     """The TLS server (subscriber) certificate profile."""
 
-    lifetime_days: Annotated[int, Field(ge=1, le=200)] = 90
+    #: None (the default): 90 days, or less once the BR maximum drops below (ca/lifetime.py).
+    #: A number (at most 200, the BR maximum since 2026-03-15) is checked again against the
+    #: BR maximum of the day each certificate is issued.
+    lifetime_days: Annotated[int, Field(ge=1, le=200)] | None = None
     crl_shards: Annotated[int, Field(ge=1, le=4096)] = 4
 
 
@@ -442,7 +445,7 @@ def render_config(config: Config) -> str:
         f"crl = {_toml_str(config.urls.crl)}",
         "",
         "[profiles.tls_server]",
-        f"lifetime_days = {config.profiles.tls_server.lifetime_days}",
+        *_render_lifetime(config.profiles.tls_server.lifetime_days),
         f"crl_shards = {config.profiles.tls_server.crl_shards}",
         "",
         *_render_ocsp(config.ocsp),
@@ -454,6 +457,16 @@ def render_config(config: Config) -> str:
 
 def _toml_bool(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _render_lifetime(days: int | None) -> list[str]:
+    explain = (
+        "# Days of validity; unset: 90, or the BR maximum less 1 day once that is smaller "
+        "(46 from 2029-03-15)."
+    )
+    if days is None:
+        return [explain, "# lifetime_days = 90"]
+    return [explain, f"lifetime_days = {days}"]
 
 
 def _render_ocsp(ocsp: OcspConfig) -> list[str]:

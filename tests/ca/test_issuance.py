@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ class FakeLogs:
         default_factory=lambda: [InProcessSigner(KeyAlgorithm.ECDSA_P256.generate()) for _ in "ab"]
     )
     received: list[bytes] = field(default_factory=list)
+
+    def infeasible(self, not_before: datetime, not_after: datetime) -> str | None:
+        return None  # two logs of two operators, no temporal shards: always enough
 
     async def submit_precertificate(
         self, chain: Sequence[bytes], not_before: datetime, not_after: datetime
@@ -335,3 +338,64 @@ def test_recover_settles_what_a_crash_left(
     assert after[crashed["precert"]] is SerialState.REVOKED
     assert after[crashed["abandoned"]] is SerialState.REVOKED
     assert recover(ledger, clock) == []  # idempotent
+
+
+def _lint_ok(document: Any, path: Path) -> None:
+    path.write_bytes(document.public_bytes(Encoding.PEM))
+    lint = subprocess.run(
+        [PKILINT, "lint", "-d", "-s", "WARNING", path], capture_output=True, text=True, check=False
+    )
+    assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize("days", [0, -1, 400])
+def test_an_impossible_lifetime_is_refused_before_a_serial_is_reserved(
+    instance: Instance, ledger: Ledger, clock: FrozenClock, days: int
+) -> None:
+    logs = FakeLogs(clock)
+    issuer_id = ledger.issuer_by_name("issuing-ca").id  # type: ignore[union-attr]
+    before = ledger.count_by_state(issuer_id)
+    request = replace(_request(), lifetime_days=days)
+    with pytest.raises(IssuanceError, match=f"a lifetime of {days} days ") as error:
+        asyncio.run(_ca(instance, ledger, logs).issue(request))
+    assert error.value.serial is None
+    assert error.value.state is None
+    assert ledger.count_by_state(issuer_id) == before
+    assert logs.received == []
+
+
+# (when, the longest lifetime we issue then, the default lifetime then)
+SC081_DATES = [
+    (datetime(2027, 3, 14, 23, 59, 59, tzinfo=UTC), 199, 90),
+    (datetime(2027, 3, 15, 0, 0, 0, tzinfo=UTC), 99, 90),
+    (datetime(2029, 3, 14, 23, 59, 59, tzinfo=UTC), 99, 90),
+    (datetime(2029, 3, 15, 0, 0, 0, tzinfo=UTC), 46, 46),
+]
+
+
+@pytest.mark.parametrize(("when", "maximum", "default"), SC081_DATES)
+def test_lifetimes_follow_the_sc081_schedule_by_the_clocks_date(
+    instance: Instance, tmp_path: Path, when: datetime, maximum: int, default: int
+) -> None:
+    """On both sides of each boundary: the maximum issues (and lints), one more day does not,
+    and a request without a lifetime gets the default of that date."""
+    clock = FrozenClock(when)
+    with instance.open_ledger(clock) as ledger:
+        logs = FakeLogs(clock)
+        ca = _ca(instance, ledger, logs)
+        longest = asyncio.run(ca.issue(replace(_request(), lifetime_days=maximum)))
+        assert policy_lifetime_days(longest.certificate) == maximum
+        _lint_ok(longest.certificate, tmp_path / "longest.pem")
+        _lint_ok(longest.precertificate, tmp_path / "longest-precert.pem")
+        with pytest.raises(IssuanceError, match=f"more than the {maximum} days") as error:
+            asyncio.run(ca.issue(replace(_request(), lifetime_days=maximum + 1)))
+        assert error.value.serial is None
+        unspecified = asyncio.run(ca.issue(replace(_request(), lifetime_days=None)))
+        assert policy_lifetime_days(unspecified.certificate) == default
+        _lint_ok(unspecified.certificate, tmp_path / "default.pem")
+
+
+def policy_lifetime_days(certificate: Any) -> int:
+    from ctstatus.ct.policy import lifetime_days
+
+    return lifetime_days(certificate.not_valid_before_utc, certificate.not_valid_after_utc)

@@ -219,3 +219,35 @@ def test_duplicate_scts_of_one_log_count_once() -> None:
     assert not verdict.compliant
     assert len(verdict.counted) == 1
     assert "1 of 2" in verdict.explain()
+
+
+def test_feasibility_judges_the_logs_by_the_same_rules_as_the_scts() -> None:
+    """Apple: at most one SCT per operator counts up to 180 days, two above."""
+    from ctstatus.ct.policy import feasibility
+
+    document = _document(
+        ("Alpha", [_log_json("Alpha A"), _log_json("Alpha B")]),
+        ("Beta", [_log_json("Beta A", "retired")]),
+    )
+    logs = parse_log_list(json.dumps(document)).logs
+    short = NOW + timedelta(days=90) - timedelta(seconds=1)
+    verdict = feasibility(CtPolicy.APPLE, logs, not_before=NOW, not_after=short, at=NOW)
+    assert not verdict.feasible
+    assert verdict.explain() == (
+        "the configured CT logs cannot meet the apple CT policy: 1 of 2 SCTs from distinct logs "
+        "(at most 1 per operator count) (2 usable log(s); not usable: log Beta A: retired)"
+    )
+    document["operators"][1]["logs"] = [_log_json("Beta A"), _log_json("Beta B")]
+    logs = parse_log_list(json.dumps(document)).logs
+    assert feasibility(CtPolicy.APPLE, logs, not_before=NOW, not_after=short, at=NOW).feasible
+    # 181 days need 3 SCTs, two per operator: 4 logs of 2 operators can give them.
+    long = NOW + timedelta(days=181)
+    assert feasibility(CtPolicy.APPLE, logs, not_before=NOW, not_after=long, at=NOW).feasible
+    assert feasibility(CtPolicy.CHROME, logs, not_before=NOW, not_after=long, at=NOW).feasible
+    only_alpha = [log for log in logs if log.operator == "Alpha"]
+    chrome = feasibility(CtPolicy.CHROME, only_alpha, not_before=NOW, not_after=long, at=NOW)
+    assert not chrome.feasible
+    assert chrome.problems == (
+        "2 of 3 SCTs from distinct logs",
+        "SCTs from 1 operator(s); at least 2 needed",
+    )

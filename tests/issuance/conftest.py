@@ -266,6 +266,7 @@ class Stack:
         *,
         signer: Signer | None = None,
         only_logs: Sequence[str] | None = None,
+        log_list: LogList | None = None,
         lint: bool = True,
         deadline: float | None = None,
         lint_pool: LintPool | None = None,
@@ -273,7 +274,10 @@ class Stack:
         """What ``open_issuing_ca`` builds, with the parts a test may swap (signer, logs)."""
         instance = self.instance
         settings = instance.config.issuance
-        log_list = instance_log_list(instance) if only_logs is None else self.log_list(only_logs)
+        if log_list is None:
+            log_list = (
+                instance_log_list(instance) if only_logs is None else self.log_list(only_logs)
+            )
         submitter = PolicySubmitter(
             log_list,
             CtPolicy(settings.ct_policy),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -200,6 +201,9 @@ def test_refusals_are_one_clear_line(stack: Stack, ledger: Ledger, tmp_path: Pat
             "ed25519": ["issue", "--csr", "ed25519.csr"],
             "local": ["issue", "--csr", "local.csr"],
             "quorum": ["issue", failing, "--key-out", "failing.key"],
+            "zero": ["issue", unique_name("cli-zero"), "--lifetime-days", "0"],
+            "negative": ["issue", unique_name("cli-negative"), "--lifetime-days=-5"],
+            "too-long": ["issue", unique_name("cli-long"), "--lifetime-days", "200"],
         },
         tmp_path,
     )
@@ -231,6 +235,32 @@ def test_refusals_are_one_clear_line(stack: Stack, ledger: Ledger, tmp_path: Pat
     ]
     assert [r.state for r in rows] == [SerialState.NEVER_SIGNED]
     assert rows[0].serial not in stack.precerts_in_logs()
+
+    # Lifetimes: checked before a serial is reserved (today's BR maximum is 200 days; we
+    # issue at most 199, see ca/lifetime.py).
+    assert refused(done["zero"]) == [
+        "error: a lifetime of 0 days is not a validity period; give 1..199 days"
+    ]
+    assert refused(done["negative"]) == [
+        "error: a lifetime of -5 days is not a validity period; give 1..199 days"
+    ]
+    too_long = refused(done["too-long"])
+    assert re.fullmatch(
+        r"error: a lifetime of 200 days is more than the 199 days ctstatus issues on "
+        r"\d{4}-\d{2}-\d{2} \(BR §6\.3\.2 allows 200 days from 2026-03-15; we stay 1 day "
+        r"under it\)",
+        too_long[0],
+    ), too_long
+    assert too_long[1:] == [
+        "hint: ask for at most 199 days, or leave the lifetime out to get the default"
+    ]
+    for name in ("cli-zero", "cli-negative", "cli-long"):
+        assert not [
+            r
+            for r in ledger.serials(issuer_id=stack.issuer_id, limit=100_000)
+            if r.tbs_der is not None and name.encode() in r.tbs_der
+        ]
+        assert not list(tmp_path.glob(f"{name}-*.key.pem"))
 
     [line] = refused(done["quorum"])
     serial_hex = line.split("The precertificate (serial ")[1].split(")")[0]

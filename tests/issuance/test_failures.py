@@ -10,17 +10,21 @@ ledger byte for byte. Before it is signed, nothing may reach a log and the seria
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from ctstatus.ca.issuance import IssuanceError, LintFailed
 from ctstatus.ca.lint import Finding
 from ctstatus.ca.recover import recover
 from ctstatus.clock import FrozenClock, system_clock
 from ctstatus.ct.client import signed_entry_for
+from ctstatus.ct.loglist import LogList, LogState, TemporalInterval
 from ctstatus.ct.sct import verify_sct_for_entry
 from ctstatus.ct.submit import PolicyNotMet
 from ctstatus.errors import LedgerError, SigningKeyError
@@ -244,6 +248,118 @@ def test_a_lint_failure_of_the_final_certificate_abandons_the_logged_precertific
     expect_abandoned_and_revoked(stack, ledger, serial, logs=list(held))
 
 
+# ------------------------------------------------------------------ CT policy feasibility
+
+
+def _logs(stack: Stack, **changes: dict[str, Any]) -> LogList:
+    """The stack's log list with fields of some logs changed (what a stale or edited list has)."""
+    logs = stack.log_list()
+    return replace(
+        logs,
+        logs=tuple(
+            replace(log, **changes.get(log.description.split()[1], {})) for log in logs.logs
+        ),
+    )
+
+
+def _shard(start: datetime, end: datetime) -> dict[str, Any]:
+    return {"temporal_interval": TemporalInterval(start, end)}
+
+
+NOW = system_clock()
+PAST_SHARD = _shard(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+NEXT_YEAR = _shard(NOW, NOW + timedelta(days=365))
+LATER_SHARD = _shard(NOW + timedelta(days=365), NOW + timedelta(days=730))
+ONE_OPERATOR = "SCTs from 1 operator(s); at least 2 needed"
+
+INFEASIBLE: dict[str, tuple[dict[str, dict[str, Any]], int, str, list[str]]] = {
+    # name: (changes per log, lifetime days, the policy's problems, why logs are not usable)
+    "retired-rejected": (
+        {"bravo": {"state": LogState.RETIRED}, "charlie": {"state": LogState.REJECTED}},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["bravo: retired", "charlie: rejected"],
+    ),
+    "readonly": (
+        {"alpha": {"state": LogState.READONLY}, "bravo": {"state": LogState.READONLY}},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["alpha: readonly", "bravo: readonly"],
+    ),
+    "shards": (
+        {"alpha": NEXT_YEAR, "bravo": PAST_SHARD, "charlie": LATER_SHARD},
+        90,
+        f"1 of 2 SCTs from distinct logs; {ONE_OPERATOR}",
+        ["bravo: its temporal interval", "charlie: its temporal interval"],
+    ),
+    "no-log-at-all": (
+        {name: {"state": LogState.PENDING} for name in ("alpha", "bravo", "charlie")},
+        90,
+        "no SCT from a log that is Qualified, Usable or ReadOnly now; "
+        "0 of 2 SCTs from distinct logs; SCTs from 0 operator(s); at least 2 needed",
+        ["alpha: pending", "bravo: pending", "charlie: pending"],
+    ),
+    "one-operator": (
+        {
+            "alpha": {"operator": "one operator"},
+            "bravo": {"operator": "one operator"},
+            "charlie": {"state": LogState.RETIRED},
+        },
+        90,
+        ONE_OPERATOR,
+        ["charlie: retired"],
+    ),
+    "long-lifetime-needs-three": (
+        {"charlie": {"state": LogState.RETIRED}},
+        181,
+        "2 of 3 SCTs from distinct logs",
+        ["charlie: retired"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INFEASIBLE))
+def test_a_log_list_that_cannot_meet_the_policy_signs_nothing(
+    stack: Stack, ledger: Ledger, case: str
+) -> None:
+    changes, days, problems, excluded = INFEASIBLE[case]
+    before = stack.tree_sizes()
+    request = replace(request_for([unique_name(case)]), lifetime_days=days)
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, request, log_list=_logs(stack, **changes))
+    error = caught.value
+    assert error.serial is not None
+    assert error.state == "never_signed"
+    assert error.message.startswith(
+        f"the configured CT logs cannot meet the chrome CT policy: {problems} ("
+    ), error.message
+    for text in excluded:
+        name, why = text.split(": ", 1)
+        assert f"log {describe_log(name)}: {why}" in error.message, error.message
+    assert error.message.endswith(f"; nothing was signed (serial {error.serial:x} is never_signed)")
+    assert error.hint is not None
+    assert "[issuance] log_list" in error.hint
+    assert stack.tree_sizes() == before  # no log received anything
+    record = ledger.get(stack.issuer_id, error.serial)
+    assert record is not None
+    assert record.state is SerialState.NEVER_SIGNED
+    assert record.precert_der is None
+    assert journal(ledger, stack.issuer_id, error.serial) == ["reserved", "never_signed"]
+    [event_] = [
+        e
+        for e in ledger.events(issuer_id=stack.issuer_id, serial=error.serial)
+        if e.action == "never_signed"
+    ]
+    assert event_.detail["cause"].startswith("ct policy cannot be met: the configured CT logs")
+
+
+def test_logs_whose_shards_cover_notafter_still_issue(stack: Stack, ledger: Ledger) -> None:
+    """The positive control: temporal shards that cover notAfter, one log retired, 2 left."""
+    logs = _logs(stack, alpha=NEXT_YEAR, bravo=NEXT_YEAR, charlie={"state": LogState.RETIRED})
+    result = stack.issue(ledger, [unique_name("shards-ok")], log_list=logs)
+    assert {sct.log_name for sct in result.scts} == {describe_log("alpha"), describe_log("bravo")}
+
+
 # ------------------------------------------------------------------------- ledger failures
 
 
@@ -266,6 +382,14 @@ def fail_at(
 
     monkeypatch.setattr(ledger, method, failing)
     return calls
+
+
+def final_not_stored(error: Exception) -> str:
+    """What the user and the journal are told when the final certificate's commit fails."""
+    return (
+        f"the final certificate was signed but the ledger did not store it ({error}); it was "
+        "discarded and never left the CA"
+    )
 
 
 # method -> (CT must fail first?, state left by issuance, state after recover, precert public?)
@@ -340,6 +464,8 @@ def test_a_ledger_failure_at_each_write_never_leaves_a_logged_precertificate_una
                     ("charlie", "rejected, HTTP 400: rejected (injected fault)"),
                 )
             ]
+        elif method == "mark_issued":
+            causes = [final_not_stored(down)]
         else:
             causes = [str(down)]
         assert error.message in [abandoned_message(c, serial, expected_state) for c in causes]
@@ -371,7 +497,7 @@ def test_a_ledger_down_for_the_rest_of_the_attempt_leaves_the_precertificate_goo
     serial = caught.value.serial
     assert serial is not None
     assert caught.value.message == abandoned_message(
-        str(down),
+        final_not_stored(down),
         serial,
         f"precert_signed (the ledger refused the abandon path: {down}; `ctstatus recover` "
         "will settle it)",
@@ -379,6 +505,78 @@ def test_a_ledger_down_for_the_rest_of_the_attempt_leaves_the_precertificate_goo
     assert serial in assert_logged_precerts_answered(stack, ledger)
     assert settle(ledger)[serial] is SerialState.REVOKED
     expect_abandoned_and_revoked(stack, ledger, serial)
+
+
+def test_a_database_fault_storing_the_final_certificate_abandons_with_the_true_cause(
+    stack: Stack, ledger: Ledger
+) -> None:
+    """The database itself fails the ``issued`` UPDATE (after CT quorum, after the final
+    certificate was signed): the certificate never leaves, the precertificate the logs hold is
+    abandoned and revoked, and the journal says exactly which step failed and why."""
+    failed: list[str] = []
+
+    def disk_error(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        # The SET state = 'issued' parameter: first (SQLite's qmark) or named (psycopg).
+        sets = parameters.get("state") if isinstance(parameters, dict) else parameters[:1]
+        if statement.lstrip().upper().startswith("UPDATE SERIALS") and sets in (
+            "issued",
+            ("issued",),
+        ):
+            failed.append(statement)
+            raise OperationalError(statement, parameters, Exception("disk I/O error"))
+
+    event.listen(ledger.engine, "before_cursor_execute", disk_error)
+    try:
+        with pytest.raises(IssuanceError) as caught:
+            stack.issue(ledger, [unique_name("final-not-stored")])
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", disk_error)
+    assert len(failed) == 1
+    error = caught.value
+    assert error.serial is not None
+    assert error.state == "abandoned and revoked"
+    cause = error.message.removesuffix(
+        f". The precertificate (serial {error.serial:x}) is abandoned and revoked"
+    )
+    assert cause.startswith("the final certificate was signed but the ledger did not store it (")
+    assert "disk I/O error" in cause
+    assert cause.endswith("); it was discarded and never left the CA")
+    expect_abandoned_and_revoked(stack, ledger, error.serial)
+    assert len(stack.precerts_in_logs()[error.serial]) >= 2  # quorum was met first
+    [abandon] = [
+        e
+        for e in ledger.events(issuer_id=stack.issuer_id, serial=error.serial)
+        if e.action == "abandon"
+    ]
+    assert abandon.detail["cause"] == f"final certificate not stored: {cause}"
+
+
+def test_a_lost_acknowledgement_of_the_final_certificate_commit_is_not_an_abandon(
+    stack: Stack, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit landed but its answer was lost: the ledger holds exactly the certificate we
+    signed, so the issuance succeeded and the serial is not abandoned."""
+    real = ledger.mark_issued
+    down = ledger_down(stack)
+
+    def committed_then_lost(issuer_id: int, serial: int, cert_der: bytes, **kwargs: Any) -> Any:
+        real(issuer_id, serial, cert_der, **kwargs)
+        raise down
+
+    monkeypatch.setattr(ledger, "mark_issued", committed_then_lost)
+    result = stack.issue(ledger, [unique_name("final-ack-lost")])
+    monkeypatch.undo()
+    record = ledger.get(stack.issuer_id, result.serial)
+    assert record is not None
+    assert record.state is SerialState.ISSUED
+    assert record.cert_der == result.certificate.public_bytes(Encoding.DER)
+    assert journal(ledger, stack.issuer_id, result.serial) == [
+        "reserved",
+        "precert_signed",
+        "issued",
+    ]
 
 
 # ---------------------------------------------------------------------------------- signer

@@ -129,6 +129,8 @@ def _new_value(column: str, current: object) -> object:
         return "abc"
     if column == "request_id":
         return "another-order"
+    if column == "kind":
+        return "ca"
     return current + timedelta(seconds=1)  # type: ignore[operator]
 
 

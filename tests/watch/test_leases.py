@@ -59,7 +59,7 @@ def test_two_processes_split_the_logs_and_take_over(
         toml = tmp_path / "watch.toml"
         toml.write_text(
             f'database = "{fresh_postgres_url}"\nlog_list = "{logs.log_list}"\n'
-            "start = \"beginning\"\npoll_seconds = 1\nlease_seconds = 4\ntimeout_seconds = 2\n"
+            'start = "beginning"\npoll_seconds = 1\nlease_seconds = 4\ntimeout_seconds = 2\n'
             "[alerts]\nstdout = false\n"
         )
 

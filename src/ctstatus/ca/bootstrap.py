@@ -28,7 +28,7 @@ from ctstatus.instance import Instance, open_ledger_engine
 from ctstatus.keys import Signer, is_pkcs11_uri, key_path
 from ctstatus.keys.assemble import sign_certificate
 from ctstatus.keys.files import generate_key_file, write_private_file
-from ctstatus.ledger import Ledger, migrate
+from ctstatus.ledger import CertificateKind, Ledger, migrate
 from ctstatus.secrets import Secret
 
 Progress = Callable[[str], None]
@@ -196,7 +196,10 @@ def _create_ledger(staging: Path, config: Config, hierarchy: Hierarchy, clock: C
     try:
         migrate(engine)
         ledger = Ledger(engine, clock)
-        ledger.add_issuer(config.ca.root.name, hierarchy.root, actor="init")
+        root = ledger.add_issuer(config.ca.root.name, hierarchy.root, actor="init")
         ledger.add_issuer(config.ca.issuing.name, hierarchy.issuing, actor="init")
+        # The issuing CA's certificate is a serial of the root: the root's OCSP and CRL answer
+        # for it, and `ctstatus revoke --issuer <root>` can revoke it.
+        ledger.record_certificate(root.id, hierarchy.issuing, CertificateKind.CA, actor="init")
     finally:
         engine.dispose()

@@ -18,6 +18,7 @@ from ctstatus.config import CaKeyConfig
 from ctstatus.errors import UserError
 from ctstatus.instance import Instance
 from ctstatus.keys.signer import verify_signature
+from ctstatus.ledger import SerialState
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,33 @@ def run_checks(instance: Instance) -> list[CheckResult]:
 
 
 def _ledger(instance: Instance) -> str:
+    root_ca, issuing_ca = instance.cas
     ledger = instance.open_ledger()
     try:
         names = [issuer.name for issuer in ledger.issuers()]
+        missing = [ca.name for ca in instance.cas if ca.name not in names]
+        if missing:
+            raise UserError(f"issuer(s) {', '.join(missing)} not in the ledger")
+        # The issuing CA is a serial of the root (init and ledger revision 0003 record it); only
+        # checked here, never written: `check` changes nothing.
+        root = ledger.issuer_by_name(root_ca.name)
+        assert root is not None
+        serial = instance.certificate(issuing_ca).serial_number
+        record = ledger.get(root.id, serial)
     finally:
         ledger.close()
-    missing = [ca.name for ca in instance.cas if ca.name not in names]
-    if missing:
-        raise UserError(f"issuer(s) {', '.join(missing)} not in the ledger")
+    if record is None:
+        raise UserError(
+            f"the {issuing_ca.name} certificate (serial {serial:x}) is not a serial of "
+            f"{root_ca.name} in the ledger, so the root's CRL cannot answer for it",
+            "run `ctstatus ledger migrate` (revision 0003 records it)",
+        )
+    if record.state is SerialState.REVOKED:
+        raise UserError(
+            f"the {issuing_ca.name} certificate (serial {serial:x}) is revoked by "
+            f"{root_ca.name}: certificates it issues will not be trusted",
+            "configure a new issuing CA",
+        )
     return f"reachable, schema current, issuers: {', '.join(names)}"
 
 

@@ -3,13 +3,17 @@
 :func:`issue` is the critical sequence of docs/design.md written as one linear function; its
 numbered steps are the design's steps and each commits to the ledger before the next begins:
 
+0. check the lifetime against the BR maximum of the day (``ca/lifetime.py``); nothing is written
+   for a lifetime that is refused;
 1. allocate the serial and write its ``reserved`` row with the intended TBS;
-2. lint that exact TBS on a throwaway-key copy (a finding stops issuance: ``never_signed``);
+2. check the configured logs can meet the CT policy for the TBS's validity, then lint that exact
+   TBS on a throwaway-key copy (either failing stops issuance: ``never_signed``);
 3. sign the precertificate with the issuing key; store it and mark ``precert_signed`` in one
    transaction; only after that commit may it leave the process;
 4. submit that same precertificate to CT logs until the policy is met (every SCT verified);
 5. build the final certificate from the precertificate (poison out, SCT list in, extension order
-   unchanged), check the TBS corresponds byte for byte, lint, sign, store, mark ``issued``.
+   unchanged), check the TBS corresponds byte for byte, lint, sign, store, mark ``issued``; only
+   after that commit is the certificate returned (a failed commit: FinalCertificateNotStored).
 
 An exception in steps 2-3 (pkilint or the signer failing) marks the serial ``never_signed`` at
 once: nothing was signed, and the request is free for a retry. Any exception after step 3 goes
@@ -32,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ctstatus.ca import profiles
+from ctstatus.ca.lifetime import LifetimeError, check_lifetime, default_lifetime_days
 from ctstatus.ca.lint import Finding, LintPool, lint_certificate
 from ctstatus.clock import Clock
 from ctstatus.ct.sct import tbs_for_ct
@@ -39,7 +44,7 @@ from ctstatus.ct.structures import POISON_OID, SignedCertificateTimestamp, sct_l
 from ctstatus.errors import UserError
 from ctstatus.keys.assemble import sign_certificate
 from ctstatus.keys.signer import InProcessSigner, PublicKey, Signer, throwaway_key
-from ctstatus.ledger import DuplicateSerial, Ledger, RevocationReason, SerialRecord
+from ctstatus.ledger import DuplicateSerial, Ledger, RevocationReason, SerialRecord, SerialState
 
 T = TypeVar("T")
 
@@ -70,6 +75,14 @@ class CtSubmitter(Protocol):
     and raise an exception whose ``str`` says what each log did.
     """
 
+    def infeasible(self, not_before: datetime, not_after: datetime) -> str | None:
+        """Why no submission could meet the CT policy for this validity, or None if one can.
+
+        Asked before the precertificate is signed: a precertificate that cannot get enough SCTs
+        would only be published by the logs that take it, and then abandoned.
+        """
+        ...
+
     async def submit_precertificate(
         self, chain: Sequence[bytes], not_before: datetime, not_after: datetime
     ) -> Sequence[LoggedSct]: ...
@@ -81,7 +94,8 @@ class IssuanceRequest:
 
     public_key: PublicKey
     names: Sequence[profiles.SubjectAltName]
-    lifetime_days: int
+    lifetime_days: int | None = None
+    """Days of validity; None: the profile's default on the day of issuance (ca/lifetime.py)."""
     request_id: str | None = None
     #: False for short-lived certificates: no OCSP URL (BR §7.1.2.7.7 makes it a MAY). The
     #: CRLDP stays: pkilint's msft.end_entity.revocation_information_absent wants one of them.
@@ -101,6 +115,8 @@ class IssuanceSettings:
     abandon_policy: AbandonPolicy = AbandonPolicy.REVOKE
     abandon_reason: RevocationReason = RevocationReason.UNSPECIFIED
     lint: bool = True
+    lifetime_days: int | None = None
+    """``[profiles.tls_server] lifetime_days``; None follows the BR schedule by date."""
 
 
 @dataclass
@@ -140,6 +156,20 @@ class LintFailed(IssuanceError):
         self.findings = list(findings)
 
 
+class FinalCertificateNotStored(IssuanceError):
+    """The final certificate was signed, but its commit failed: it is discarded, unreturned."""
+
+    journal_step = "final certificate not stored"
+
+    def __init__(self, serial: int, error: Exception) -> None:
+        super().__init__(
+            f"the final certificate was signed but the ledger did not store it ({error}); it "
+            "was discarded and never left the CA",
+            serial=serial,
+            state="abandoned",
+        )
+
+
 class IssuingCa:
     """Issues TLS server certificates for one issuing CA, writing every step to the ledger."""
 
@@ -177,11 +207,43 @@ class IssuingCa:
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
+        # Step 0: a lifetime the BRs allow on this date (nothing is written for one they do not).
+        now = self._clock()
+        try:
+            days = check_lifetime(
+                default_lifetime_days(now, self._settings.lifetime_days)
+                if request.lifetime_days is None
+                else request.lifetime_days,
+                now,
+            )
+        except LifetimeError as error:
+            raise IssuanceError(error.message, serial=None, state=None, hint=error.hint) from None
+
         # Step 1: allocate the serial and write its `reserved` row with the intended TBS.
-        serial, builder, linting_copy = await self._reserve(request)
+        serial, builder, linting_copy = await self._reserve(request, now, days)
         timings["reserve"] = time.perf_counter() - started
 
-        # Step 2: lint the exact TBS on the throwaway-key copy; an error means never signed.
+        # Step 2: the configured logs can meet the CT policy for this notAfter (shards,
+        # states, operators), and the exact TBS lints clean on the throwaway-key copy; either
+        # failing means never signed.
+        infeasible = self._ct.infeasible(
+            linting_copy.not_valid_before_utc, linting_copy.not_valid_after_utc
+        )
+        if infeasible is not None:
+            await self._db(
+                self._ledger.mark_never_signed,
+                self._issuer_id,
+                serial,
+                f"ct policy cannot be met: {infeasible}",
+                actor=self._actor,
+            )
+            raise IssuanceError(
+                f"{infeasible}; nothing was signed (serial {serial:x} is never_signed)",
+                serial=serial,
+                state="never_signed",
+                hint="fix [issuance] log_list (log states, temporal shards, operators) "
+                "or ask for a shorter lifetime",
+            )
         if self._settings.lint:
             try:
                 findings = await self._lint(_der(linting_copy))
@@ -239,13 +301,8 @@ class IssuingCa:
             # Step 5: the final certificate: from the precertificate, corresponding byte for
             # byte, linted, signed, stored, `issued`.
             certificate = await self._final_certificate(precertificate, scts)
-            await self._db(
-                self._ledger.mark_issued,
-                self._issuer_id,
-                serial,
-                _der(certificate),
-                actor=self._actor,
-            )
+            # Only after this commit may the certificate leave the process (be returned).
+            await self._store_final(serial, _der(certificate))
             timings["certificate"] = time.perf_counter() - started
         except BaseException as error:
             state = await self._abandon(serial, error)
@@ -259,7 +316,7 @@ class IssuingCa:
         return IssuanceResult(serial, certificate, precertificate, scts, timings)
 
     async def _reserve(
-        self, request: IssuanceRequest
+        self, request: IssuanceRequest, now: datetime, days: int
     ) -> tuple[int, x509.CertificateBuilder, x509.Certificate]:
         settings = self._settings
         for _ in range(_SERIAL_ATTEMPTS):
@@ -270,8 +327,8 @@ class IssuingCa:
                 request.names,
                 settings.issuer_certificate,
                 serial,
-                self._clock(),
-                request.lifetime_days,
+                now,
+                days,
                 ocsp_url=settings.ocsp_url if request.ocsp_url else None,
                 ca_issuers_url=settings.ca_issuers_url,
                 crl_url=settings.crl_url(shard),
@@ -348,6 +405,23 @@ class IssuingCa:
             )
         return certificate
 
+    async def _store_final(self, serial: int, der: bytes) -> None:
+        """Commit the final certificate and ``issued``; FinalCertificateNotStored if it did not.
+
+        A write whose acknowledgement is lost may still have committed: if the ledger now holds
+        exactly these bytes as ``issued``, the certificate is recorded and may be handed out.
+        Otherwise it is dropped here, and the abandon path records why.
+        """
+        try:
+            await self._db(
+                self._ledger.mark_issued, self._issuer_id, serial, der, actor=self._actor
+            )
+        except Exception as error:
+            record = await self._current(serial)
+            if record is not None and record.state is SerialState.ISSUED and record.cert_der == der:
+                return
+            raise FinalCertificateNotStored(serial, error) from error
+
     async def _never_signed(self, serial: int, step: str, error: Exception) -> IssuanceError:
         """Steps 2-3 failed before a precertificate existed: nothing left the CA.
 
@@ -379,7 +453,10 @@ class IssuingCa:
         fails here, the serial stays ``precert_signed`` (answered ``good``) and
         ``ctstatus recover`` abandons it later: it is never without a status.
         """
-        cause = f"{type(error).__name__}: {error}"
+        if isinstance(error, FinalCertificateNotStored):
+            cause = f"{error.journal_step}: {error.message}"
+        else:
+            cause = f"{type(error).__name__}: {error}"
         try:
             await self._db(
                 self._ledger.mark_abandoned, self._issuer_id, serial, cause, actor=self._actor
@@ -421,6 +498,7 @@ def _der(certificate: x509.Certificate) -> bytes:
 __all__ = [
     "AbandonPolicy",
     "CtSubmitter",
+    "FinalCertificateNotStored",
     "IssuanceError",
     "IssuanceRequest",
     "IssuanceResult",

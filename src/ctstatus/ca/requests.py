@@ -136,7 +136,7 @@ def _key_error(public_key: object) -> str | None:
 
 
 def request_from_csr(
-    data: bytes, *, lifetime_days: int, request_id: str | None = None
+    data: bytes, *, lifetime_days: int | None, request_id: str | None = None
 ) -> IssuanceRequest:
     """A request for the key and names of a PEM or DER CSR whose self-signature verifies.
 
@@ -195,7 +195,7 @@ def request_from_csr(
 def request_for_names(
     values: Sequence[str],
     *,
-    lifetime_days: int,
+    lifetime_days: int | None,
     key_algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256,
     request_id: str | None = None,
 ) -> tuple[IssuanceRequest, PrivateKey]:

@@ -18,7 +18,7 @@ from ctstatus.ca.issuance import (
 from ctstatus.ca.lint import LintPool
 from ctstatus.clock import Clock
 from ctstatus.ct.loglist import LogList, load_log_list
-from ctstatus.ct.policy import CtPolicy
+from ctstatus.ct.policy import CtPolicy, feasibility
 from ctstatus.ct.submit import submit_with_policy
 from ctstatus.ct.transport import HttpSession
 from ctstatus.errors import ConfigError
@@ -53,6 +53,16 @@ class PolicySubmitter:
         self._clock = clock
         self._deadline = deadline
         self._stagger = stagger
+
+    def infeasible(self, not_before: datetime, not_after: datetime) -> str | None:
+        verdict = feasibility(
+            self._policy,
+            self._log_list.logs,
+            not_before=not_before,
+            not_after=not_after,
+            at=self._clock(),
+        )
+        return None if verdict.feasible else verdict.explain()
 
     async def submit_precertificate(
         self, chain: Sequence[bytes], not_before: datetime, not_after: datetime
@@ -95,6 +105,7 @@ def issuance_settings(instance: Instance) -> IssuanceSettings:
         abandon_policy=AbandonPolicy(config.issuance.abandon),
         abandon_reason=abandon_reason(instance),
         lint=config.issuance.lint,
+        lifetime_days=config.profiles.tls_server.lifetime_days,
     )
 
 

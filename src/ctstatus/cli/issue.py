@@ -27,7 +27,11 @@ def issue_command(
     ] = None,
     lifetime_days: Annotated[
         int | None,
-        typer.Option(help="Validity in days (default: [profiles.tls_server] lifetime_days)."),
+        typer.Option(
+            help="Validity in days: 1 up to one day under the BR maximum of today (199 from "
+            "2026-03-15, 99 from 2027-03-15, 46 from 2029-03-15). Default: [profiles.tls_server] "
+            "lifetime_days, else 90 (46 from 2029-03-15)."
+        ),
     ] = None,
     request_id: Annotated[
         str | None,
@@ -61,7 +65,9 @@ def issue_command(
     from ctstatus.keys.files import write_private_file
 
     instance = open_instance()
-    lifetime = lifetime_days or instance.config.profiles.tls_server.lifetime_days
+    # None lets issuance pick the default for the day it signs; 0 and negatives are refused
+    # there with the reason (never silently replaced by the default).
+    lifetime = lifetime_days
     key_path: Path | None = None
     if (csr is None) == (not names):
         raise UserError("give either names or --csr FILE", "see `ctstatus issue --help`")

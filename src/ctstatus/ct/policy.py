@@ -53,6 +53,9 @@ class PolicyVerdict:
         return text if self.compliant else f"{text}; " + "; ".join(self.problems)
 
 
+SUBMITTABLE_STATES = frozenset({LogState.USABLE, LogState.QUALIFIED})
+"""Log states a CA submits to (ReadOnly, Retired, Rejected and Pending logs take no new SCTs)."""
+
 _NOW_TRUSTED = {LogState.QUALIFIED, LogState.USABLE, LogState.READONLY}
 _ONCE_TRUSTED = _NOW_TRUSTED | {LogState.RETIRED}
 
@@ -83,6 +86,81 @@ def evaluate(
     if policy is CtPolicy.CHROME:
         return _chrome(distinct, required)
     return _apple(distinct, required, lifetime_days(not_before, not_after))
+
+
+def not_submittable(log: Log, not_after: datetime) -> str | None:
+    """Why a CA cannot get an SCT from ``log`` for a certificate expiring at ``not_after``."""
+    if log.state not in SUBMITTABLE_STATES:
+        return f"{log.state.value}"
+    if not log.accepts(not_after):
+        interval = log.temporal_interval
+        assert interval is not None
+        return (
+            f"its temporal interval [{interval.start_inclusive.isoformat()}, "
+            f"{interval.end_exclusive.isoformat()}) does not cover notAfter "
+            f"{not_after.isoformat()}"
+        )
+    if not (log.url or log.submission_url):
+        return "no submission URL"
+    if not log.key_der:
+        return "no key"
+    return None
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    """Whether the logs could meet ``policy`` at all, if every usable one returned an SCT."""
+
+    policy: CtPolicy
+    feasible: bool
+    usable: tuple[Log, ...]
+    excluded: tuple[tuple[Log, str], ...]
+    problems: tuple[str, ...]
+
+    def explain(self) -> str:
+        if self.feasible:
+            return f"{self.policy.value}: {len(self.usable)} usable logs can meet the policy"
+        excluded = "; ".join(f"log {log.description}: {why}" for log, why in self.excluded)
+        return (
+            f"the configured CT logs cannot meet the {self.policy.value} CT policy: "
+            + "; ".join(self.problems)
+            + f" ({len(self.usable)} usable log(s)"
+            + (f"; not usable: {excluded}" if excluded else "")
+            + ")"
+        )
+
+
+def feasibility(
+    policy: CtPolicy,
+    logs: Sequence[Log],
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    at: datetime,
+) -> Feasibility:
+    """Judge, before anything is signed, whether SCTs from every submittable log would comply.
+
+    This is :func:`evaluate` over one hypothetical SCT at ``at`` from each log we could submit
+    to, so it cannot disagree with the policy the real SCTs are judged by: if even that fails
+    (too few logs for the lifetime, too few operators, shards that do not cover notAfter,
+    logs retired, rejected or read-only), no submission can succeed and a precertificate
+    signed now would only be published and abandoned.
+    """
+    excluded = []
+    usable = []
+    for log in logs:
+        why = not_submittable(log, not_after)
+        if why is None:
+            usable.append(log)
+        else:
+            excluded.append((log, why))
+    verdict = evaluate(
+        policy,
+        [LoggedSct(log, at) for log in usable],
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return Feasibility(policy, verdict.compliant, tuple(usable), tuple(excluded), verdict.problems)
 
 
 def _first_per_log(scts: Sequence[LoggedSct]) -> list[LoggedSct]:

@@ -23,8 +23,15 @@ from datetime import datetime
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ct.client import CallStats, LogClient, ReceivedSct, prepare_submission
-from ctstatus.ct.loglist import Log, LogList, LogState
-from ctstatus.ct.policy import CtPolicy, LoggedSct, PolicyVerdict, evaluate, required_scts
+from ctstatus.ct.loglist import Log, LogList
+from ctstatus.ct.policy import (
+    CtPolicy,
+    LoggedSct,
+    PolicyVerdict,
+    evaluate,
+    not_submittable,
+    required_scts,
+)
 from ctstatus.ct.transport import (
     HttpSession,
     LogError,
@@ -34,8 +41,6 @@ from ctstatus.ct.transport import (
     Timer,
     format_seconds,
 )
-
-SUBMITTABLE_STATES = frozenset({LogState.USABLE, LogState.QUALIFIED})
 
 
 class Outcome(enum.StrEnum):
@@ -103,14 +108,7 @@ class PolicyNotMet(Exception):
 
 def candidate_logs(logs: Iterable[Log], not_after: datetime) -> list[Log]:
     """Logs to submit to: Usable or Qualified, accepting ``not_after``, with a URL and a key."""
-    return [
-        log
-        for log in logs
-        if log.state in SUBMITTABLE_STATES
-        and log.accepts(not_after)
-        and (log.url or log.submission_url)
-        and log.key_der
-    ]
+    return [log for log in logs if not_submittable(log, not_after) is None]
 
 
 def order_candidates(logs: Sequence[Log], rng: random.Random) -> list[Log]:

@@ -32,13 +32,14 @@ from ctstatus.ledger.serialnum import (
     serial_from_hex,
     serial_to_hex,
 )
-from ctstatus.ledger.states import TRANSITIONS, SerialState, can_transition
+from ctstatus.ledger.states import TRANSITIONS, CertificateKind, SerialState, can_transition
 from ctstatus.ledger.store import Ledger
 
 __all__ = [
     "READ_ONLY",
     "SERIAL_LIMIT",
     "TRANSITIONS",
+    "CertificateKind",
     "DuplicateSerial",
     "Event",
     "InvalidSerial",

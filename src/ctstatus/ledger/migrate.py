@@ -8,6 +8,8 @@ triggers with ``states.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -77,7 +79,7 @@ def migrate(
     """
     config = _config(script_location)
     try:
-        with engine.begin() as conn:
+        with _foreign_keys_off_on_sqlite(engine) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 # Two `ctstatus ledger migrate` at once: the second waits, then finds nothing to
                 # do. (On SQLite, BEGIN IMMEDIATE already serialises them.)
@@ -87,11 +89,46 @@ def migrate(
             command.upgrade(config, revision)
             if revision == "head" or revision == head_revision(script_location=script_location):
                 triggers.sync(conn)
+            if conn.dialect.name == "sqlite":
+                _check_foreign_keys(conn, engine)
             return _current(conn)
     except OperationalError as exc:
         raise connection_error(engine, exc, "migrate") from exc
     except CommandError as exc:
         raise LedgerError(f"cannot migrate the ledger at {describe(engine)}: {exc}") from exc
+
+
+@contextmanager
+def _foreign_keys_off_on_sqlite(engine: Engine) -> Iterator[Connection]:
+    """A connection for migrating; on SQLite with foreign keys off until it is returned.
+
+    Rebuilding a table (SQLite cannot alter a CHECK, revision 0003) drops the table other
+    tables reference; SQLite's procedure for that needs ``foreign_keys = OFF``, which only takes
+    effect outside a transaction, so it is set on the driver connection before BEGIN.
+    :func:`_check_foreign_keys` then proves nothing dangles before the COMMIT.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            driver.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(conn: Connection, engine: Engine) -> None:
+    dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if dangling:
+        raise LedgerError(
+            f"migrating the ledger at {describe(engine)} would leave {len(dangling)} rows "
+            f"pointing at rows that do not exist (first: {tuple(dangling[0])}); nothing changed"
+        )
 
 
 def _refuse_unknown(conn: Connection, engine: Engine, script_location: str | None) -> None:

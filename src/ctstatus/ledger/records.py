@@ -13,7 +13,7 @@ from sqlalchemy import RowMapping
 
 from ctstatus.ledger.reasons import RevocationReason
 from ctstatus.ledger.serialnum import serial_from_hex
-from ctstatus.ledger.states import SerialState
+from ctstatus.ledger.states import CertificateKind, SerialState
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class SerialRecord:
     revocation_reason: RevocationReason | None
     created_at: datetime
     updated_at: datetime
+    kind: CertificateKind = CertificateKind.SUBSCRIBER
 
     @property
     def serial_hex(self) -> str:
@@ -75,6 +76,7 @@ class SerialRecord:
         values = {name: row[name] for name in cls.__dataclass_fields__}
         values["serial"] = serial_from_hex(row["serial"])
         values["state"] = SerialState(row["state"])
+        values["kind"] = CertificateKind(row["kind"])
         reason = row["revocation_reason"]
         values["revocation_reason"] = None if reason is None else RevocationReason(reason)
         return cls(**values)

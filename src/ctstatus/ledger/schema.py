@@ -31,7 +31,14 @@ from sqlalchemy import (
 )
 
 from ctstatus.ledger.reasons import RevocationReason
-from ctstatus.ledger.states import HAS_PRECERT, HOLDS_REQUEST, MAY_HAVE_CERT, SerialState
+from ctstatus.ledger.states import (
+    DIRECT_KIND_STATES,
+    HAS_PRECERT,
+    HOLDS_REQUEST,
+    MAY_HAVE_CERT,
+    CertificateKind,
+    SerialState,
+)
 from ctstatus.ledger.timestamps import UTCDateTime
 
 VERSION_TABLE: Final = "ledger_alembic_version"
@@ -63,10 +70,17 @@ def _states(states: Iterable[SerialState]) -> list[str]:
 
 ALL_STATES = _states(SerialState)
 STATE_CHECK = sql_in("state", ALL_STATES)
+_SUBSCRIBER = CertificateKind.SUBSCRIBER.value
+KIND_CHECK = sql_in("kind", [k.value for k in CertificateKind])
 PRECERT_CHECK = (
+    f"(kind = '{_SUBSCRIBER}' AND ("
     f"({sql_in('state', _states(HAS_PRECERT))} AND precert_der IS NOT NULL)"
-    f" OR ({sql_in('state', _states(HAS_PRECERT), negate=True)} AND precert_der IS NULL)"
+    f" OR ({sql_in('state', _states(HAS_PRECERT), negate=True)} AND precert_der IS NULL)))"
+    f" OR (kind <> '{_SUBSCRIBER}' AND precert_der IS NULL"
+    f" AND {sql_in('state', _states(DIRECT_KIND_STATES))})"
 )
+"""Subscriber serials carry a precertificate exactly from ``precert_signed`` on; CA and
+responder certificates never have one (they are not logged to CT)."""
 CERT_ALLOWED_CHECK = f"cert_der IS NULL OR {sql_in('state', _states(MAY_HAVE_CERT))}"
 CERT_REQUIRED_CHECK = "state <> 'issued' OR cert_der IS NOT NULL"
 REVOKED_CHECK = (
@@ -136,9 +150,11 @@ serials = Table(
     Column("revocation_reason", SmallInteger, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False, server_default=CertificateKind.SUBSCRIBER.value),
     UniqueConstraint("issuer_id", "serial"),
     CheckConstraint(SERIAL_HEX_CHECK, name="serial_hex"),
     CheckConstraint(STATE_CHECK, name="state"),
+    CheckConstraint(KIND_CHECK, name="kind"),
     CheckConstraint(PRECERT_CHECK, name="precert"),
     CheckConstraint(CERT_ALLOWED_CHECK, name="cert_allowed"),
     CheckConstraint(CERT_REQUIRED_CHECK, name="cert_required"),

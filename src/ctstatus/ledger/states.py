@@ -87,6 +87,29 @@ ACTIONS: Final[Mapping[SerialState, str]] = MappingProxyType(
 )
 """The journal's ``action`` for the event that moves a serial into each state."""
 
+
+class CertificateKind(StrEnum):
+    """What a serial certifies; only subscriber certificates go through a precertificate.
+
+    CA certificates (and delegated OCSP responder certificates) are not logged to CT, so they
+    have no precertificate: they are recorded in one transaction, ``reserved`` then ``issued``
+    with the signed certificate (:data:`DIRECT_ISSUE`), so the issuer's OCSP and CRL answer for
+    them and they can be revoked like any other serial.
+    """
+
+    SUBSCRIBER = "subscriber"
+    CA = "ca"
+    OCSP_RESPONDER = "ocsp_responder"
+
+
+DIRECT_ISSUE: Final = (SerialState.RESERVED, SerialState.ISSUED)
+"""The one extra edge for kinds other than ``subscriber``: issued without a precertificate."""
+
+DIRECT_KIND_STATES: Final[frozenset[SerialState]] = frozenset(
+    {_S.RESERVED, _S.ISSUED, _S.REVOKED, _S.NEVER_SIGNED}
+)
+"""The states a certificate without a precertificate can be in."""
+
 ISSUER_ADDED: Final = "issuer_added"
 """The journal's ``action`` for registering an issuer."""
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -40,9 +41,11 @@ from ctstatus.ledger.schema import events, issuers, serials
 from ctstatus.ledger.serialnum import check_serial, is_valid_serial, serial_to_hex
 from ctstatus.ledger.states import (
     ACTIONS,
+    DIRECT_ISSUE,
     HOLDS_REQUEST,
     INITIAL_STATE,
     ISSUER_ADDED,
+    CertificateKind,
     SerialState,
     predecessors,
 )
@@ -350,6 +353,110 @@ class Ledger:
         )
         if held is not None:
             raise RequestHasSerial(request_id, SerialRecord.from_row(held))
+
+    def record_certificate(
+        self,
+        issuer_id: int,
+        certificate: x509.Certificate,
+        kind: CertificateKind,
+        *,
+        crl_shard: int = 0,
+        actor: str,
+    ) -> SerialRecord:
+        """Record a certificate ``issuer_id`` signed that has no precertificate (a CA or OCSP
+        responder certificate) as ``issued``, so its issuer's OCSP and CRL answer for it.
+
+        One transaction: the ``reserved`` row and its ``issued`` update, both journaled.
+        Idempotent: recording the same certificate again returns the existing row; another
+        certificate with the same serial is refused (DuplicateSerial).
+        """
+        kind = CertificateKind(kind)
+        if kind is CertificateKind.SUBSCRIBER:
+            raise ValueError("subscriber certificates are issued through a precertificate")
+        der = certificate.public_bytes(Encoding.DER)
+        serial = certificate.serial_number
+        serial_hex = serial_to_hex(serial)
+        _check_certificate(der, serial, precert=False)
+        now = self._now()
+        with self._write() as conn:
+            issuer_der = conn.scalar(
+                select(issuers.c.certificate_der).where(issuers.c.id == issuer_id)
+            )
+            if issuer_der is None:
+                raise UnknownIssuer(issuer_id)
+            try:
+                certificate.verify_directly_issued_by(x509.load_der_x509_certificate(issuer_der))
+            except (ValueError, TypeError, InvalidSignature) as exc:
+                raise ValueError(
+                    f"certificate {serial_hex} ({certificate.subject.rfc4514_string()}) was not "
+                    f"signed by issuer {issuer_id}: {exc or type(exc).__name__}"
+                ) from exc
+            existing = (
+                conn.execute(
+                    select(serials).where(
+                        serials.c.issuer_id == issuer_id, serials.c.serial == serial_hex
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if existing is not None:
+                if existing["cert_der"] == der and existing["kind"] == kind.value:
+                    return SerialRecord.from_row(existing)
+                raise DuplicateSerial(issuer_id, serial)
+            not_before = as_utc(certificate.not_valid_before_utc, "not_before")
+            not_after = as_utc(certificate.not_valid_after_utc, "not_after")
+            serial_id = conn.execute(
+                insert(serials)
+                .values(
+                    issuer_id=issuer_id,
+                    serial=serial_hex,
+                    state=INITIAL_STATE.value,
+                    kind=kind.value,
+                    tbs_der=certificate.tbs_certificate_bytes,
+                    not_before=not_before,
+                    not_after=not_after,
+                    crl_shard=crl_shard,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(serials.c.id)
+            ).scalar_one()
+            detail = {"kind": kind.value, "subject": certificate.subject.rfc4514_string()}
+            self._journal(
+                conn,
+                issuer_id=issuer_id,
+                serial_id=serial_id,
+                at=now,
+                actor=actor,
+                action=ACTIONS[INITIAL_STATE],
+                from_state=None,
+                to_state=INITIAL_STATE,
+                detail={**detail, "crl_shard": crl_shard},
+            )
+            source, target = DIRECT_ISSUE
+            row = (
+                conn.execute(
+                    update(serials)
+                    .where(serials.c.id == serial_id, serials.c.state == source.value)
+                    .values(state=target.value, cert_der=der, updated_at=now)
+                    .returning(*serials.c)
+                )
+                .mappings()
+                .one()
+            )
+            self._journal(
+                conn,
+                issuer_id=issuer_id,
+                serial_id=serial_id,
+                at=now,
+                actor=actor,
+                action=ACTIONS[target],
+                from_state=source,
+                to_state=target,
+                detail={**detail, "cert_sha256": hashlib.sha256(der).hexdigest()},
+            )
+            return SerialRecord.from_row(row)
 
     def mark_precert_signed(
         self, issuer_id: int, serial: int, precert_der: bytes, *, actor: str

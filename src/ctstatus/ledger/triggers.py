@@ -29,7 +29,13 @@ from typing import Final
 from sqlalchemy import Connection, Index, Table, UniqueConstraint, text
 
 from ctstatus.ledger.schema import LEDGER_TABLES, serials, sql_in
-from ctstatus.ledger.states import INITIAL_STATE, TRANSITIONS, SerialState
+from ctstatus.ledger.states import (
+    DIRECT_ISSUE,
+    INITIAL_STATE,
+    TRANSITIONS,
+    CertificateKind,
+    SerialState,
+)
 
 MESSAGE_PREFIX: Final = "ctstatus ledger:"
 NAME_PREFIX: Final = "ctstatus_"
@@ -52,13 +58,21 @@ def write_once_columns() -> list[str]:
     return [c.name for c in serials.columns if c.name not in SERIALS_MUTABLE]
 
 
-def transition_condition(old: str = "OLD.state", new: str = "NEW.state") -> str:
-    """A SQL boolean that is true exactly for the edges of ``TRANSITIONS``."""
+def transition_condition(
+    old: str = "OLD.state", new: str = "NEW.state", kind: str = "NEW.kind"
+) -> str:
+    """A SQL boolean that is true exactly for the edges of ``TRANSITIONS``, plus
+    :data:`DIRECT_ISSUE` for certificates that have no precertificate (not ``subscriber``)."""
     parts = []
     for source in SerialState:
         targets = [s.value for s in SerialState if s in TRANSITIONS[source]]
         if targets:
             parts.append(f"({old} = '{source.value}' AND {sql_in(new, targets)})")
+    source, target = DIRECT_ISSUE
+    parts.append(
+        f"({old} = '{source.value}' AND {new} = '{target.value}'"
+        f" AND {kind} <> '{CertificateKind.SUBSCRIBER.value}')"
+    )
     return " OR ".join(parts)
 
 

@@ -164,6 +164,7 @@ async def run_stack(
 
     from ctstatus.api.auth import read_token_hash
     from ctstatus.api.service import IssuanceBackend
+    from ctstatus.ca.lifetime import default_lifetime_days, max_lifetime_days
     from ctstatus.ca.service import open_issuing_ca
     from ctstatus.clock import system_clock
     from ctstatus.ct.transport import new_http_session
@@ -223,8 +224,9 @@ async def run_stack(
             issuer_name=issuing.name,
             issuer_certificate=instance.certificate(issuing),
             issue=ca.issue,
-            default_lifetime_days=tls.lifetime_days,
-            max_lifetime_days=max(tls.lifetime_days, 398),
+            # The API's own bounds (as of start-up); issuance checks the day's BR maximum again.
+            default_lifetime_days=default_lifetime_days(system_clock(), tls.lifetime_days),
+            max_lifetime_days=max_lifetime_days(system_clock()),
             log_names={
                 log.log_id: (name, log.settings.operator) for name, log in prepared.logs.items()
             },

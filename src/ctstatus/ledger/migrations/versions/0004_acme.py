@@ -1,7 +1,7 @@
 """ACME server state: accounts, orders, authorizations, challenges, nonces, rate events.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02
 
 State of the ACME front door (``ctstatus.acme``), kept in the ledger database so that ACME
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
