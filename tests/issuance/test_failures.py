@@ -196,6 +196,27 @@ def test_an_invalid_sct_does_not_count_and_two_logs_then_fail(stack: Stack, ledg
 # ---------------------------------------------------------------------------------- lint
 
 
+@pytest.mark.parametrize("name", ["*.com", "co.uk", "*.co.uk", "*.github.io", "github.io"])
+def test_a_public_suffix_is_refused_before_a_serial_is_taken(
+    stack: Stack, ledger: Ledger, name: str
+) -> None:
+    """No one can prove control of a public suffix: refused at step 0, whoever asks (API,
+    CLI, ACME), before a serial is reserved or anything is linted, signed or sent."""
+    before = stack.tree_sizes()
+    serials = len(ledger.serials(issuer_id=stack.issuer_id, limit=1_000_000))
+    with pytest.raises(IssuanceError) as caught:
+        stack.issue(ledger, [name, unique_name("beside-a-suffix")])
+    error = caught.value
+    suffix = name.lower().removeprefix("*.")
+    assert error.message == (
+        f"cannot certify {name!r}: {suffix!r} is a public suffix (Public Suffix List), "
+        "which no one can prove control of (BR §3.2.2.6)"
+    )
+    assert error.serial is None
+    assert len(ledger.serials(issuer_id=stack.issuer_id, limit=1_000_000)) == serials
+    assert stack.tree_sizes() == before
+
+
 def test_a_lint_failure_signs_nothing_and_sends_nothing(stack: Stack, ledger: Ledger) -> None:
     name = f"{unique_name('internal').split('.')[0]}.local"
     before = stack.tree_sizes()

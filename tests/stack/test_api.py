@@ -54,6 +54,7 @@ def test_issue_and_revoke_need_the_token(api: httpx.Client, demo_stack: Up) -> N
         ({"csr": "garbage"}, 422, "not a valid certificate signing request"),
         ({"csr": csr_for("bad_name.example.com")}, 422, "is not a valid DNS name"),
         ({"csr": csr_for("printer.local")}, 422, "Baseline Requirements"),
+        ({"csr": csr_for("*.com")}, 422, "'com' is a public suffix"),
         ({"csr": 5}, 400, "csr must be"),
         ({"csr": "x", "extra": 1}, 400, "unknown field(s): extra"),
         ({"csr": "x", "lifetime_days": 4000}, 400, "lifetime_days must be"),

@@ -6,6 +6,7 @@ settles through the ledger's own API."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 import time
@@ -295,25 +296,8 @@ def test_up_maintenance_recovers_and_reconciles(stack: OwnStack) -> None:
 
 def _orphan(instance: Instance, stack: OwnStack) -> tuple[int, bytes]:
     """A precertificate of our issuing CA in log alpha, with no ledger row (the incident)."""
-    from ctstatus.ca import profiles
-    from ctstatus.keys.assemble import sign_certificate
-
-    ca = instance.config.ca.issuing
-    signer = instance.signer(ca)
-    issuing = instance.certificate(ca)
-    serial = profiles.new_serial()
-    builder = profiles.tls_server(
-        signer.public_key(),
-        [x509.DNSName(f"orphan-{serial % 10**6}.example.com")],
-        issuing,
-        serial,
-        datetime.now(UTC) - timedelta(minutes=1),
-        90,
-        ocsp_url=instance.config.urls.ocsp_url(ca.name),
-        ca_issuers_url=instance.config.urls.ca_issuers_url(ca.name),
-        crl_url=instance.config.urls.crl_url(ca.name, serial % 4),
-    ).add_extension(x509.PrecertPoison(), critical=True)
-    precert = sign_certificate(builder, signer).public_bytes(Encoding.DER)
+    serial, precert = signed_precertificate(instance, f"orphan-{secrets.token_hex(3)}.example.com")
+    issuing = instance.certificate(instance.config.ca.issuing)
     stack.logs.submit("alpha", [precert, issuing.public_bytes(Encoding.DER)])
     stack.logs.publish("alpha")
     return serial, precert

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.ledger.acme_tables import (
@@ -28,7 +28,7 @@ from ctstatus.ledger.acme_tables import (
     acme_orders,
     acme_rate_events,
 )
-from ctstatus.ledger.engine import READ_ONLY, connection_error
+from ctstatus.ledger.engine import reading, writing
 
 
 def new_id() -> str:
@@ -108,22 +108,11 @@ class AcmeStore:
     def now(self) -> datetime:
         return self._clock()
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise connection_error(self._engine, exc, "write to") from exc
+    def _write(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{READ_ONLY: True})
-                yield conn
-        except OperationalError as exc:
-            raise connection_error(self._engine, exc, "read") from exc
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
     # ---------------------------------------------------------------------------- nonces
 

@@ -3,8 +3,9 @@
 :func:`issue` is the critical sequence of docs/design.md written as one linear function; its
 numbered steps are the design's steps and each commits to the ledger before the next begins:
 
-0. check the lifetime against the BR maximum of the day (``ca/lifetime.py``); nothing is written
-   for a lifetime that is refused;
+0. refuse a DNS name that is a public suffix (``ca/names.py``: never ``com`` or ``*.com``;
+   internal names are pkilint's at step 2) and check the lifetime against the BR maximum of the day
+   (``ca/lifetime.py``); nothing is written for a request that is refused;
 1. allocate the serial and write its ``reserved`` row with the intended TBS;
 2. check the configured logs can meet the CT policy for the TBS's validity, then lint that exact
    TBS on a throwaway-key copy (either failing stops issuance: ``never_signed``);
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ctstatus.ca import profiles
 from ctstatus.ca.lifetime import LifetimeError, check_lifetime, default_lifetime_days
 from ctstatus.ca.lint import Finding, LintPool, lint_certificate
+from ctstatus.ca.names import public_suffix
 from ctstatus.clock import Clock
 from ctstatus.ct.sct import tbs_for_ct
 from ctstatus.ct.structures import POISON_OID, SignedCertificateTimestamp, sct_list_extension
@@ -207,7 +209,18 @@ class IssuingCa:
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
-        # Step 0: a lifetime the BRs allow on this date (nothing is written for one they do not).
+        # Step 0: names a CA may certify and a lifetime the BRs allow on this date (nothing is
+        # written for a request that fails either).
+        for name in request.names:
+            suffix = public_suffix(name.value) if isinstance(name, x509.DNSName) else None
+            if suffix is not None:
+                raise IssuanceError(
+                    f"cannot certify {name.value!r}: {suffix!r} is a public suffix (Public "
+                    "Suffix List), which no one can prove control of (BR §3.2.2.6)",
+                    serial=None,
+                    state=None,
+                    hint="ask for names at or under a registrable domain such as example.com",
+                )
         now = self._clock()
         try:
             days = check_lifetime(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -20,11 +20,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from ctstatus.clock import Clock, system_clock
 from ctstatus.errors import LedgerError
-from ctstatus.ledger.engine import READ_ONLY, connection_error
+from ctstatus.ledger.engine import reading, writing
 from ctstatus.ledger.errors import (
     DuplicateSerial,
     InvalidTransition,
@@ -89,22 +89,11 @@ class Ledger:
     def _now(self) -> datetime:
         return as_utc(self._clock(), "the clock's time")
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise connection_error(self._engine, exc, "write to") from exc
+    def _write(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{READ_ONLY: True})
-                yield conn
-        except OperationalError as exc:
-            raise connection_error(self._engine, exc, "read") from exc
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
     @staticmethod
     def _journal(
