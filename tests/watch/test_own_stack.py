@@ -306,12 +306,16 @@ def _orphan(instance: Instance, stack: OwnStack) -> tuple[int, bytes]:
 def test_unlogged_is_judged_only_after_where_following_began(stack: OwnStack) -> None:
     """A ledger precertificate in no followed log is ``reconcile.unlogged``, unless a log was
     started mid-log (``start = "end"``) after it was made: it may be in the prefix never read."""
+    from ctstatus.clock import FrozenClock
     from ctstatus.watch.reconcile import _import
 
     instance = Instance.open(stack.directory)
     ca = instance.config.ca.issuing
-    ledger = instance.open_ledger()
-    issuer = ledger.issuer_by_name(ca.name)
+    now = datetime.now(UTC)
+    # Two precertificates no log received, recorded an hour before and an hour after now.
+    before = instance.open_ledger(FrozenClock(now - timedelta(hours=1)))
+    after = instance.open_ledger(FrozenClock(now + timedelta(hours=1)))
+    issuer = before.issuer_by_name(ca.name)
     assert issuer is not None
     options = {
         "mmd": timedelta(hours=1),
@@ -319,37 +323,37 @@ def test_unlogged_is_judged_only_after_where_following_began(stack: OwnStack) ->
         "abandon": "revoke",
         "reason": RevocationReason.UNSPECIFIED,
     }
-    later = datetime.now(UTC) + timedelta(days=1)  # every precertificate is past the MMD
     logged = stack.issue("logged-before-start.example.com")
     for log in ("alpha", "bravo", "charlie"):
         stack.logs.publish(log)
-    time.sleep(0.002)  # the heads' timestamps (ms) must be later than the first record
-    # Made before the watcher starts and never logged: indistinguishable from the unread prefix.
     early, early_der = signed_precertificate(instance, "early-unlogged.example.com")
-    _import(ledger, issuer.id, early, early_der, 4, "revoke", RevocationReason.UNSPECIFIED)
+    _import(before, issuer.id, early, early_der, 4, "revoke", RevocationReason.UNSPECIFIED)
+    late, late_der = signed_precertificate(instance, "late-unlogged.example.com")
+    _import(after, issuer.id, late, late_der, 4, "revoke", RevocationReason.UNSPECIFIED)
     at_end = watcher_for(stack, start="end", db="watch-end.db")
     beginning = watcher_for(stack, start="beginning", db="watch-beginning.db")
     try:
         asyncio.run(at_end.run_once())
         asyncio.run(beginning.run_once())
-        assert at_end.store.unread_until_ms() is not None
+        unread_ms = at_end.store.unread_until_ms()
+        assert unread_ms is not None
+        assert (now - timedelta(hours=1)).timestamp() * 1000 < unread_ms
+        assert unread_ms < (now + timedelta(hours=1)).timestamp() * 1000
         assert beginning.store.unread_until_ms() is None
-        # Made after following began and in no log: unlogged for both.
-        time.sleep(0.002)
-        late, late_der = signed_precertificate(instance, "late-unlogged.example.com")
-        _import(ledger, issuer.id, late, late_der, 4, "revoke", RevocationReason.UNSPECIFIED)
+        later = now + timedelta(days=1)  # every precertificate is past the MMD
 
-        whole = reconcile(ledger, beginning.store, later, **options)  # type: ignore[arg-type]
+        whole = reconcile(before, beginning.store, later, **options)  # type: ignore[arg-type]
         unlogged = {serial for _, serial in whole.unlogged}
         assert {format(early, "x"), format(late, "x")} <= unlogged
         assert format(logged, "x") not in unlogged
 
-        partial = reconcile(ledger, at_end.store, later, **options)  # type: ignore[arg-type]
+        partial = reconcile(before, at_end.store, later, **options)  # type: ignore[arg-type]
         unlogged = {serial for _, serial in partial.unlogged}
         assert format(late, "x") in unlogged
-        assert format(early, "x") not in unlogged
+        assert format(early, "x") not in unlogged  # perhaps in the prefix never read
         assert format(logged, "x") not in unlogged  # in the prefix the watcher never read
     finally:
-        ledger.close()
+        before.close()
+        after.close()
         at_end.close()
         beginning.close()
