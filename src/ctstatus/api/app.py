@@ -157,7 +157,7 @@ class IssuanceApi:
         return JSONResponse(body, status_code=200)
 
     async def issue(self, request: Request) -> Response:
-        from ctstatus.ca.issuance import IssuanceError, LintFailed
+        from ctstatus.ca.issuance import IssuanceError, LintFailed, RequestRefused
         from ctstatus.ca.requests import BadRequest, request_from_csr
         from ctstatus.ledger import RequestHasSerial
 
@@ -192,7 +192,7 @@ class IssuanceApi:
                 return retried
         try:
             result = await self.backend.issue(issuance_request)
-        except (BadRequest, LintFailed) as exc:
+        except (BadRequest, LintFailed, RequestRefused) as exc:
             raise ApiError(422, exc.message, exc.hint) from None
         except RequestHasSerial:  # a concurrent request with this request_id won the race
             assert request_id is not None

@@ -144,6 +144,14 @@ class IssuanceError(UserError):
         self.state = state
 
 
+class RequestRefused(IssuanceError):
+    """Step 0 refused the request itself (a name or a lifetime no CA may certify): no serial
+    was taken; asking again unchanged cannot succeed."""
+
+    def __init__(self, message: str, hint: str | None) -> None:
+        super().__init__(message, serial=None, state=None, hint=hint)
+
+
 class LintFailed(IssuanceError):
     """pkilint found errors in the TBS; nothing was signed with the real key."""
 
@@ -214,11 +222,9 @@ class IssuingCa:
         for name in request.names:
             suffix = public_suffix(name.value) if isinstance(name, x509.DNSName) else None
             if suffix is not None:
-                raise IssuanceError(
+                raise RequestRefused(
                     f"cannot certify {name.value!r}: {suffix!r} is a public suffix (Public "
                     "Suffix List), which no one can prove control of (BR §3.2.2.6)",
-                    serial=None,
-                    state=None,
                     hint="ask for names at or under a registrable domain such as example.com",
                 )
         now = self._clock()
@@ -230,7 +236,7 @@ class IssuingCa:
                 now,
             )
         except LifetimeError as error:
-            raise IssuanceError(error.message, serial=None, state=None, hint=error.hint) from None
+            raise RequestRefused(error.message, hint=error.hint) from None
 
         # Step 1: allocate the serial and write its `reserved` row with the intended TBS.
         serial, builder, linting_copy = await self._reserve(request, now, days)
