@@ -16,33 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, literal, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
 
 from ctstatus.ledger import Issuer, SerialRecord, SerialState
-from ctstatus.ledger.engine import READ_ONLY, connection_error
+from ctstatus.ledger.engine import reading as reading
+from ctstatus.ledger.engine import writing as writing
 from ctstatus.ledger.schema import crls, issuers, ocsp_responses, serials
 from ctstatus.ledger.serialnum import is_valid_serial, serial_to_hex
-
-
-@contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction (a non-locking one on SQLite)."""
-    try:
-        with engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})
-            yield conn
-    except OperationalError as exc:
-        raise connection_error(engine, exc, "read") from exc
-
-
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-    try:
-        with engine.begin() as conn:
-            yield conn
-    except OperationalError as exc:
-        raise connection_error(engine, exc, "write to") from exc
 
 
 def lock_conn(conn: Connection, key: int) -> None:
